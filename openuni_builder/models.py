@@ -1,0 +1,63 @@
+"""Pinned model registry and the local model cache: the only place models are loaded from.
+
+`manifests/models.toml` lists every model the project can use (hub id, pinned revision, license,
+checksums, profile). At run time an annotator asks `model_dir(name)` for its local folder; nothing
+ever reaches a hub during a build. `openuni-models pull` fills the cache on a machine with internet.
+Tests and `--dry-run` write tiny random-weight models into a cache under the same names, so the
+same loading code runs everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REGISTRY_PATH = Path(__file__).resolve().parents[1] / "manifests" / "models.toml"
+CACHE_ENV = "OPENUNI_MODEL_CACHE"
+
+
+class ModelUnavailable(RuntimeError):
+    """A model is not in the local cache; the message names it and the command that fetches it."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    hub_id: str
+    revision: str
+    license: str
+    profiles: tuple[str, ...]
+    kind: str = "transformers"
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def load_registry(path: Path = REGISTRY_PATH) -> dict[str, ModelEntry]:
+    """Parse the registry: one `[models.<name>]` table per model."""
+    with open(path, "rb") as fh:
+        tables = tomllib.load(fh).get("models", {})
+    return {name: ModelEntry(name=name, hub_id=t["hub_id"], revision=t["revision"],
+                             license=t["license"], profiles=tuple(t.get("profiles", [])),
+                             kind=t.get("kind", "transformers"), files=dict(t.get("files", {})))
+            for name, t in tables.items()}
+
+
+def cache_dir() -> Path:
+    """Root of the local model cache: $OPENUNI_MODEL_CACHE, else ~/.cache/openuni/models."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "openuni" / "models"))
+
+
+def model_dir(name: str) -> Path:
+    """Local folder of registered model `name`; raises ModelUnavailable when it is not cached."""
+    registry = load_registry()
+    if name not in registry:
+        raise KeyError(f"model {name!r} is not in {REGISTRY_PATH.name}; known: {', '.join(sorted(registry))}")
+    path = cache_dir() / name
+    if not (path.is_dir() and any(path.iterdir())):
+        entry = registry[name]
+        raise ModelUnavailable(
+            f"model {name!r} ({entry.hub_id}@{entry.revision[:12]}) is not in the local cache {cache_dir()}; "
+            f"fetch it on a machine with internet with `openuni-models pull {name}` "
+            f"(or point ${CACHE_ENV} at a cache that has it)")
+    return path

@@ -1,0 +1,208 @@
+"""Frame-exact clip cutting, spec normalisation, and in-memory mp4 encode/decode, all on PyAV.
+
+Cutting is by presentation time, never by whole seconds: the k-th output frame shows the source
+frame on screen at `window_start + k / spec.fps` (the last frame whose timestamp is <= that time).
+Decoding streams from the nearest keyframe before the window and keeps one previous frame plus the
+already-resized output frames, so memory does not grow with the length of the source.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from openuni_builder.clip import ClipSpec
+
+
+class BadVideo(ValueError):
+    """A video or time range that cannot give a clip; the message is the ledger reason."""
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    """How a video member is stored. `pix_fmt` yuv420p is the normal RGB clip; yuv444p keeps
+    chroma at full resolution for flat-colour Pixelplanes; `codec="libx264rgb", qp=0` is lossless."""
+
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    crf: int | None = 18
+    qp: int | None = None
+    preset: str = "veryfast"
+
+    def options(self) -> dict[str, str]:
+        opts = {"preset": self.preset}
+        if self.qp is not None:
+            opts["qp"] = str(self.qp)
+        elif self.crf is not None:
+            opts["crf"] = str(self.crf)
+        return opts
+
+
+RGB_ENCODING = VideoEncoding()
+
+
+def probe(path: str | Path) -> dict:
+    """Duration, fps, size and frame count of the first video stream (metadata only, no decode)."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        duration = _stream_duration(container, stream)
+        frames = stream.frames or (int(round(duration * fps)) if fps else 0)
+        return {"fps": fps, "duration": duration, "width": stream.codec_context.width,
+                "height": stream.codec_context.height, "frames": frames, "codec": stream.codec_context.name}
+
+
+def cut_clip(path: str | Path, spec: ClipSpec, start: float | None = None,
+             end: float | None = None) -> tuple[np.ndarray, dict]:
+    """Decode the spec's frames from [start, end] of `path`, resized and centre-cropped.
+
+    The window of `spec.duration` seconds is centred in [start, end] (away from the shot
+    boundaries a segment usually starts and ends on). Returns frames (T, H, W, 3) uint8 RGB and
+    info with the source fps, size and the timestamp of every source frame used.
+    Raises BadVideo with a readable reason for every kind of unusable input.
+    """
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        duration = _stream_duration(container, stream)
+        src_fps = float(stream.average_rate or stream.guessed_rate or 0)
+        seg_start = 0.0 if start is None else float(start)
+        seg_end = duration if end is None else float(end)
+        if seg_end <= seg_start:
+            raise BadVideo(f"time range is empty or reversed: start={seg_start:.3f}s end={seg_end:.3f}s")
+        if duration and seg_start >= duration:
+            raise BadVideo(f"start {seg_start:.3f}s is beyond the video's end ({duration:.3f}s)")
+        if duration and seg_end > duration + 0.5:
+            raise BadVideo(f"end {seg_end:.3f}s is beyond the video's end ({duration:.3f}s)")
+        seg_end = min(seg_end, duration) if duration else seg_end
+        slack = 0.5 / src_fps if src_fps else 0.0
+        if seg_end - seg_start + slack < spec.duration:
+            raise BadVideo(f"segment is {seg_end - seg_start:.3f}s but the spec needs {spec.duration:.3f}s "
+                           f"({spec.num_frames} frames at {spec.fps:g} fps)")
+        window = seg_start + max(0.0, (seg_end - seg_start - spec.duration) / 2)
+        targets = window + np.arange(spec.num_frames) / spec.fps
+        frames, used = _decode_at(container, stream, targets, spec, slack)
+    info = {"src_fps": src_fps, "src_duration": duration, "src_width": stream.codec_context.width,
+            "src_height": stream.codec_context.height, "window_start": float(window),
+            "frame_times": [round(t, 6) for t in used]}
+    return frames, info
+
+
+def _decode_at(container, stream, targets: np.ndarray, spec: ClipSpec,
+               slack: float) -> tuple[np.ndarray, list[float]]:
+    """Stream-decode and pick, for each target time, the last frame shown at or before it.
+
+    Only picked frames are converted and resized; one decoded frame (the candidate) is held.
+    """
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    seek_to = max(0.0, targets[0] - 1.0) + origin
+    if seek_to > origin:
+        container.seek(int(seek_to / stream.time_base), stream=stream, backward=True, any_frame=False)
+    out = np.empty((len(targets), spec.height, spec.width, 3), np.uint8)
+    used: list[float] = []
+    cand, cand_t, cand_rgb = None, None, None
+    k, eps = 0, 1e-6
+
+    def emit() -> None:
+        nonlocal k, cand_rgb
+        if cand_rgb is None:
+            cand_rgb = resize_crop(cand.to_ndarray(format="rgb24"), spec)
+        out[k] = cand_rgb
+        used.append(cand_t)
+        k += 1
+
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * stream.time_base) - origin
+            while k < len(targets) and cand is not None and t > targets[k] + eps:
+                emit()
+            if k == len(targets):
+                break
+            if t <= targets[k] + eps or cand is None:
+                cand, cand_t, cand_rgb = frame, t, None
+    except av.FFmpegError as exc:
+        if cand is None:
+            raise BadVideo(f"cannot decode video: {exc}") from exc
+    # Past the last decoded frame, it stays on screen for one source frame duration.
+    while k < len(targets) and cand is not None and targets[k] <= cand_t + max(2 * slack, 1e-3) + eps:
+        emit()
+    if k < len(targets):
+        raise BadVideo(f"video has too few frames: got {k} of {len(targets)} needed "
+                       f"(last decoded frame at {cand_t if cand_t is not None else 'none'}s)")
+    return out, used
+
+
+def resize_crop(rgb: np.ndarray, spec: ClipSpec) -> np.ndarray:
+    """Scale so the frame covers (height, width), then centre-crop; INTER_AREA when shrinking."""
+    h, w = rgb.shape[:2]
+    scale = max(spec.height / h, spec.width / w)
+    nh, nw = max(spec.height, round(h * scale)), max(spec.width, round(w * scale))
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    top, left = (nh - spec.height) // 2, (nw - spec.width) // 2
+    return np.ascontiguousarray(rgb[top:top + spec.height, left:left + spec.width])
+
+
+def encode_mp4(frames: np.ndarray, fps: float, encoding: VideoEncoding = RGB_ENCODING) -> bytes:
+    """Encode (T, H, W, 3) uint8 RGB frames to mp4 bytes in memory, one output frame per input."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"frame size must be even for H.264, got {w}x{h}")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream(encoding.codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = w, h, encoding.pix_fmt
+        stream.options = encoding.options()
+        src_fmt = "rgb24"
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(rgb, format=src_fmt)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buf.getvalue()
+
+
+def decode_mp4(data: bytes) -> np.ndarray:
+    """Decode mp4 bytes to (T, H, W, 3) uint8 RGB (WebDataset's own video decoder relies on a
+    torchvision function that no longer exists, so readers of the shards use this)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+
+
+def _open(path: str | Path):
+    p = Path(path)
+    if not p.exists():
+        raise BadVideo(f"file not found: {p}")
+    if p.stat().st_size == 0:
+        raise BadVideo(f"file is empty (0 bytes): {p}")
+    try:
+        return av.open(str(p))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise BadVideo(f"not a readable video file ({type(exc).__name__}: {exc})") from exc
+
+
+def _video_stream(container, path) -> "av.video.stream.VideoStream":
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise BadVideo(f"no video stream in {Path(path).name} (streams: {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
+def _stream_duration(container, stream) -> float:
+    if stream.duration is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
