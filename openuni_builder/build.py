@@ -1,0 +1,173 @@
+"""One build, start to finish: list clips, skip what the ledger says is finished, run the stages,
+write shards, then the index, stats and a summary.
+
+The build's identity (pipeline, clip spec, modality set, dry-run flag) is fixed by its first run in
+`OUT/build.json`; a rerun with a different identity is refused, so every sample of one build has
+the same members and dry-run output never mixes with real annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from annotators import get_annotator
+from openuni_builder.config import BuildConfig, load_config
+from openuni_builder.ledger import Ledger
+from openuni_builder.runtime import init_ray, run_stages
+from openuni_builder.shards import ShardWriter
+from openuni_builder.sources import SourceContext, get_source
+from pipelines import resolve
+
+log = logging.getLogger(__name__)
+
+
+class BuildError(RuntimeError):
+    """The build cannot start (bad config, identity mismatch, missing model with --require-all)."""
+
+
+@dataclass
+class BuildOptions:
+    source: str
+    out: Path
+    input: Path | None = None
+    config: str = "openuni"
+    limit: int | None = None
+    address: str | None = None
+    video_root: Path | None = None
+    download: bool = False
+    retry_failed: bool = False
+    strict: bool = False
+    require_all: bool = False
+    num_cpus: int | None = None
+    progress: bool = True
+    dry_run: bool = False
+
+
+def build(opts: BuildOptions) -> dict[str, Any]:
+    """Run a build; returns its stats (also written to OUT/stats.json)."""
+    started = time.time()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(resolve(opts.config))
+    cfg, skipped = _available(cfg, opts.require_all)
+    _check_identity(out, cfg, opts)
+
+    ctx = SourceContext(input=opts.input, work_dir=out, spec=cfg.spec, video_root=opts.video_root,
+                        download=opts.download)
+    requests = list(islice(get_source(opts.source).requests(ctx), opts.limit))
+    unique = {r.key: r for r in reversed(requests)}
+    duplicates = len(requests) - len(unique)
+    ledger = Ledger(out)
+    writer = ShardWriter(out, ledger, cfg.shard_max_samples, cfg.shard_max_bytes)
+    done, failed = ledger.done(), ledger.failed()
+    todo = [r for r in unique.values() if r.key not in done and (opts.retry_failed or r.key not in failed)]
+    todo.sort(key=lambda r: r.key)
+    log.info("%d clips listed, %d already done, %d failed before%s, %d to process",
+             len(unique), sum(k in done for k in unique), sum(k in failed for k in unique),
+             " (retrying)" if opts.retry_failed else " (skipped; --retry-failed retries them)", len(todo))
+
+    run_failures: Counter[str] = Counter()
+    if todo:
+        init_ray(opts.address, opts.num_cpus)
+        bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress)
+        try:
+            for clip in run_stages(todo, cfg, dry_run=opts.dry_run, progress=opts.progress):
+                if clip.ok:
+                    writer.add(clip.key, clip.members, json.loads(clip.members["json"]))
+                else:
+                    run_failures[clip.failed_stage] += 1
+                    req = clip.request
+                    ledger.mark_failed(clip.key, clip.failed_stage, clip.error, source=req.source,
+                                       video_id=req.video_id, path=req.path, start=req.start, end=req.end)
+                bar.update()
+        finally:
+            writer.close()
+            bar.close()
+    stats = _finish(out, cfg, opts, ledger, skipped, started, len(unique), duplicates, len(todo),
+                    writer.written, run_failures)
+    return stats
+
+
+def _available(cfg: BuildConfig, require_all: bool) -> tuple[BuildConfig, dict[str, str]]:
+    """Drop annotators whose models are not cached (or refuse, with --require-all)."""
+    skipped = {}
+    for a in cfg.annotators:
+        reason = get_annotator(a.name)(**a.options).unavailable()
+        if reason:
+            skipped[a.name] = reason
+            log.warning("skipping modality %s: %s", a.name, reason)
+    if skipped and require_all:
+        raise BuildError("--require-all: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return cfg.without(set(skipped)), skipped
+
+
+def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
+    identity = {"pipeline": cfg.name, "spec": asdict(cfg.spec), "dry_run": opts.dry_run,
+                "annotators": [a.name for a in cfg.annotators]}
+    path = out / "build.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != identity:
+            diff = {k: (previous.get(k), v) for k, v in identity.items() if previous.get(k) != v}
+            raise BuildError(f"{out} holds a build with a different identity {diff} (before, now); "
+                             "samples of one build must share their members: use a new --shards directory")
+    else:
+        path.write_text(json.dumps(identity, indent=2))
+
+
+def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
+            started: float, listed: int, duplicates: int, processed: int, written: int,
+            run_failures: Counter) -> dict[str, Any]:
+    done, failed = ledger.done(), ledger.failed()
+    rows = list(done.values())
+    if rows:
+        frame = pd.DataFrame(rows)
+        for col in ("member_bytes", "scores", "filters"):
+            frame[col] = frame[col].map(json.dumps)
+        frame.to_parquet(out / "index.parquet", index=False)
+    wall = time.time() - started
+    stats = {
+        "pipeline": cfg.name, "source": opts.source, "spec": asdict(cfg.spec), "dry_run": opts.dry_run,
+        "modalities": {"produced": [a.name for a in cfg.annotators], "skipped": skipped},
+        "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
+                "written": written, "failed": sum(run_failures.values()),
+                "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
+                "clips_per_s": round(written / wall, 3) if wall else None},
+        "total": {"samples": len(done), "shards": len({r["shard"] for r in rows}),
+                  "bytes": sum(r["bytes"] for r in rows), "failed": len(failed),
+                  "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
+                  "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values()))},
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def _reason_kind(reason: str) -> str:
+    """Group failure reasons by their leading words (paths and numbers left out)."""
+    return " ".join(reason.split(":")[0].split()[:6])
+
+
+def summary(stats: dict[str, Any], out: Path) -> str:
+    """The short run summary printed at the end of a build."""
+    run, total = stats["run"], stats["total"]
+    lines = [f"openuni-build: {run['written']} clips written, {run['failed']} failed this run "
+             f"({run['processed']} processed of {run['listed']} listed) in {run['wall_s']}s",
+             f"  build total: {total['samples']} samples in {total['shards']} shards, "
+             f"{total['bytes'] / 1e6:.1f} MB, {total['failed']} failed clips",
+             f"  modalities: {', '.join(stats['modalities']['produced']) or 'RGB only'}"]
+    for name, reason in stats["modalities"]["skipped"].items():
+        lines.append(f"  skipped {name}: {reason}")
+    for kind, n in total["failed_by_reason"].items():
+        lines.append(f"  failed x{n}: {kind}")
+    lines.append(f"  output: {out}/shards, index.parquet, stats.json, ledger/")
+    return "\n".join(lines)

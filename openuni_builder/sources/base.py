@@ -1,0 +1,127 @@
+"""What every source parser shares: reading metadata tables, timestamps and list literals.
+
+A source turns metadata into `ClipRequest`s and never decodes video: unreadable or missing videos
+are found by the decode stage and land in the ledger with their reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import pandas as pd
+
+from openuni_builder.clip import ClipRequest, ClipSpec
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+
+
+class SourceError(ValueError):
+    """Metadata that cannot be read at all (as opposed to one bad row, which becomes a request
+    whose decode fails with a reason)."""
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Everything a parser may need besides its own metadata."""
+
+    input: Path | None
+    work_dir: Path
+    spec: ClipSpec
+    video_root: Path | None = None
+    download: bool = False
+
+
+class Source(Protocol):
+    name: str
+
+    def requests(self, ctx: SourceContext) -> Iterator[ClipRequest]: ...
+
+
+def read_table(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV, TSV, parquet or JSON-lines file (or every such file in a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl"})
+        if not files:
+            raise SourceError(f"no .csv/.tsv/.parquet/.jsonl metadata files in {path}")
+        return [row for f in files for row in read_table(f)]
+    if not path.exists():
+        raise SourceError(f"metadata file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True)
+        elif suffix in {".csv", ".tsv"}:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        else:
+            raise SourceError(f"unsupported metadata format {suffix!r} ({path}); use csv, tsv, parquet or jsonl")
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"cannot read metadata {path}: {exc}") from exc
+    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _clean(value: Any) -> Any:
+    """pandas gives NaN for empty cells; sources want None."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def parse_timestamp(value: str | float | int | None) -> float | None:
+    """Seconds from 'H:MM:SS.fff' (also 'MM:SS.fff' or plain seconds)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    seconds = 0.0
+    for part in str(value).strip().split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def parse_literal(value: Any) -> Any:
+    """A Python/JSON list literal as stored in Koala-36M and Panda-70M CSVs ("['0:00:01.0', ...]")."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError) as exc:
+            raise SourceError(f"cannot parse list literal {value[:80]!r}: {exc}") from exc
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def numeric_scores(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, float]:
+    """The given columns of `row` that hold numbers, as floats."""
+    out = {}
+    for col in columns:
+        value = row.get(col)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None:
+            out[col] = float(value)
+    return out
+
+
+def find_video(root: Path | None, video_id: str) -> Path:
+    """The video named `video_id.<ext>` under `root` (searched recursively once per id).
+
+    When none exists the expected `.mp4` path is returned, so the decode stage records
+    "file not found" with the path the user should have provided.
+    """
+    base = Path(root or ".")
+    for ext in VIDEO_EXTENSIONS:
+        candidate = base / f"{video_id}{ext}"
+        if candidate.exists():
+            return candidate
+    for ext in VIDEO_EXTENSIONS:
+        found = next(iter(base.rglob(f"{video_id}{ext}")), None) if base.is_dir() else None
+        if found:
+            return found
+    return base / f"{video_id}.mp4"

@@ -1,0 +1,138 @@
+"""The pipeline's stages as Ray Data callables; each takes and returns rows {"key", "clip"}.
+
+A stage never raises for one clip: it marks the clip failed (stage + reason) and later stages pass
+it through, so the driver writes it to the ledger and the run goes on. Rows carry the `Clip`
+pickled, which keeps ragged per-modality arrays out of Arrow schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from annotators import get_annotator
+from openuni_builder import pixelplanes
+from openuni_builder.clip import Clip
+from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
+
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+
+
+def decode_row(row: Row) -> Row:
+    """Cut and normalise the clip's frames from its source video."""
+    clip = Clip.from_bytes(row["clip"])
+    req = clip.request
+    try:
+        clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
+    except BadVideo as exc:
+        clip.fail("decode", str(exc))
+    except Exception as exc:  # a decoder crash on one file must not stop the stage
+        clip.fail("decode", exc)
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+class AnnotatorStage:
+    """Actor wrapper: loads the annotator once, annotates batches, isolates failing clips."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self.annotator = get_annotator(name)(**options)
+        self.load_error: str | None = None
+        try:
+            self.annotator.load()
+        except Exception as exc:  # every clip then fails with this reason instead of a dead pool
+            self.load_error = f"loading {name} failed: {type(exc).__name__}: {exc}"
+            log.error(self.load_error)
+        self.provenance = self.annotator.provenance()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        clips = [Clip.from_bytes(b) for b in batch["clip"]]
+        todo = [c for c in clips if c.ok]
+        if self.load_error:
+            for clip in todo:
+                clip.fail(self.name, self.load_error)
+        elif todo:
+            self._annotate(todo)
+        return {"key": [c.key for c in clips], "clip": [c.to_bytes() for c in clips]}
+
+    def _annotate(self, clips: list[Clip]) -> None:
+        try:
+            results = self.annotator.annotate(clips)
+            if len(results) != len(clips):
+                raise RuntimeError(f"{self.name} returned {len(results)} outputs for {len(clips)} clips")
+            pairs = list(zip(clips, results))
+        except Exception:
+            pairs = []
+            for clip in clips:  # retry alone, so one bad clip fails and the others go on
+                try:
+                    pairs.append((clip, self.annotator.annotate([clip])[0]))
+                except Exception as exc:
+                    clip.fail(self.name, exc)
+        for clip, output in pairs:
+            output.meta.setdefault("provenance", self.provenance)
+            clip.outputs[self.name] = output
+
+
+def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False) -> Row:
+    """Encode RGB, Pixelplanes videos, raw sidecars, caption and JSON into shard members."""
+    clip = Clip.from_bytes(row["clip"])
+    if clip.ok:
+        try:
+            clip.members = build_members(clip, caption_use, video_modalities, dry_run)
+            clip.frames, clip.outputs = None, {}
+        except Exception as exc:
+            clip.fail("encode", exc)
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool) -> dict[str, bytes]:
+    spec, req = clip.spec, clip.request
+    members = {"mp4": encode_mp4(clip.frames, spec.fps)}
+    modalities: dict[str, Any] = {}
+    for name in video_modalities:
+        output = clip.outputs[name]
+        frames, params = pixelplanes.encode(name, output.raw, spec.num_frames)
+        storage = pixelplanes.storage(name)
+        members[f"{name}.mp4"] = encode_mp4(frames, spec.fps, storage)
+        members[f"{name}.npz"] = pixelplanes.save_raw(output.raw)
+        modalities[name] = {"pixelplanes": params, "storage": storage.__dict__, **output.meta}
+    annotations = {n: o.meta for n, o in clip.outputs.items() if n not in video_modalities}
+    generated = (annotations.get("caption") or {}).get("caption_generated")
+    caption, caption_from = choose_caption(req.caption, generated, caption_use)
+    meta = {
+        "key": clip.key, "source": req.source, "video_id": req.video_id, "clip_index": req.clip_index,
+        "path": req.path, "start": req.start, "end": req.end,
+        "num_frames": spec.num_frames, "fps": spec.fps, "height": spec.height, "width": spec.width,
+        "source_video": {k: v for k, v in clip.source_info.items() if k != "frame_times"},
+        "frame_times": clip.source_info.get("frame_times", []),
+        "caption": caption, "caption_from": caption_from,
+        "caption_source": req.caption, "caption_generated": generated,
+        "scores": req.scores, "extra": req.extra, "filters": clip.filters,
+        "modalities": modalities, "annotations": annotations, "dry_run": dry_run,
+    }
+    members["json"] = json.dumps(meta, default=_jsonable).encode()
+    members["txt"] = (caption or "").encode()
+    return members
+
+
+def choose_caption(source: str | None, generated: str | None, use: str) -> tuple[str, str | None]:
+    """The caption for KEY.txt: the configured kind when present, else the other, else empty."""
+    order = [("source", source), ("generated", generated)]
+    if use == "generated":
+        order.reverse()
+    for kind, text in order:
+        if text:
+            return text, kind
+    return "", None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
