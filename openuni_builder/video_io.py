@@ -27,16 +27,17 @@ class BadVideo(ValueError):
 @dataclass(frozen=True)
 class VideoEncoding:
     """How a video member is stored. `pix_fmt` yuv420p is the normal RGB clip; yuv444p keeps
-    chroma at full resolution for flat-colour Pixelplanes; `codec="libx264rgb", qp=0` is lossless."""
+    chroma at full resolution for flat-colour Pixelplanes; `codec="libx264rgb", qp=0` is lossless,
+    and so is `codec="ffv1", pix_fmt="bgr0"` (which has no preset: pass `preset=None`)."""
 
     codec: str = "libx264"
     pix_fmt: str = "yuv420p"
     crf: int | None = 18
     qp: int | None = None
-    preset: str = "veryfast"
+    preset: str | None = "veryfast"
 
     def options(self) -> dict[str, str]:
-        opts = {"preset": self.preset}
+        opts = {"preset": self.preset} if self.preset else {}
         if self.qp is not None:
             opts["qp"] = str(self.qp)
         elif self.crf is not None:

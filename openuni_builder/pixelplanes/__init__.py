@@ -1,0 +1,47 @@
+"""Pixelplanes: every modality as an RGB video frame-aligned with the clip, plus raw sidecars.
+
+Video models (UnityVideo, UDPDiff) put each modality through the same video VAE as RGB, so each
+becomes a (T, H, W, 3) uint8 video with the clip's frames, size and fps. One codec per modality;
+`encode` also returns the JSON-able params that `decode` needs (they go in the sample's JSON).
+Conventions and constants: docs/PIXELPLANES.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from openuni_builder.pixelplanes.base import Codec, NotInvertible
+from openuni_builder.pixelplanes.flow import FlowCodec
+from openuni_builder.pixelplanes.storage import (DEFAULT_STORAGE, RAW_DTYPES, STORAGES, load_raw,
+                                                 save_raw, storage)
+
+CODECS: dict[str, Codec] = {c.name: c for c in (FlowCodec(),)}
+
+__all__ = ["CODECS", "Codec", "DEFAULT_STORAGE", "NotInvertible", "RAW_DTYPES", "STORAGES",
+           "decode", "encode", "load_raw", "save_raw", "storage"]
+
+
+def _codec(modality: str) -> Codec:
+    if modality not in CODECS:
+        raise KeyError(f"no Pixelplanes codec for {modality!r}; known: {', '.join(CODECS)}")
+    return CODECS[modality]
+
+
+def encode(modality: str, raw: dict[str, np.ndarray], num_frames: int,
+           **options: Any) -> tuple[np.ndarray, dict]:
+    """(T, H, W, 3) uint8 frames of `modality` and the JSON-able params needed to decode them.
+
+    `options` go to the codec: the skeleton codec needs `size=(height, width)` (keypoints do
+    not carry the frame size); the seg codec takes `seed`.
+    """
+    frames, params = _codec(modality).encode(raw, num_frames, **options)
+    if frames.shape[0] != num_frames or frames.dtype != np.uint8:
+        raise RuntimeError(f"{modality} codec returned {frames.shape} {frames.dtype}")
+    return frames, params
+
+
+def decode(modality: str, frames: np.ndarray, params: dict) -> dict[str, np.ndarray]:
+    """Raw arrays back from a Pixelplanes video; raises NotInvertible for the skeleton."""
+    return _codec(modality).decode(frames, params)

@@ -1,0 +1,110 @@
+"""Optical flow as the Middlebury colour wheel (Baker et al., "A Database and Evaluation
+Methodology for Optical Flow", 2011), normalised by the clip's largest flow vector.
+
+Colour = direction (hue on the 55-entry wheel), saturation = magnitude / max_rad: zero flow is
+white, the clip's largest vector is a fully saturated wheel colour. Because max_rad is the clip's
+maximum, no vector falls outside the unit disc, so the 0.75 darkening the reference applies there
+never happens and every colour decodes back to (u, v).
+
+Time alignment: the clip has T frames and T-1 flow pairs; video frame t shows the flow of pair
+(t, t+1), and the last frame repeats pair (T-2, T-1) so the video has exactly T frames. `decode`
+returns only the T-1 real pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from openuni_builder.pixelplanes.base import Codec, check_count, check_frames, require
+
+# Number of hues per segment of the Middlebury wheel: red-yellow, yellow-green, green-cyan,
+# cyan-blue, blue-magenta, magenta-red (55 in all).
+RY, YG, GC, CB, BM, MR = 15, 6, 4, 11, 13, 6
+
+
+def colorwheel() -> np.ndarray:
+    """The (55, 3) Middlebury wheel, RGB 0..255, exactly as the reference `makeColorwheel`."""
+    rows = []
+    for n, (r, g, b) in ((RY, (1, "up", 0)), (YG, ("down", 1, 0)), (GC, (0, 1, "up")),
+                         (CB, (0, "down", 1)), (BM, ("up", 0, 1)), (MR, (1, 0, "down"))):
+        ramp = np.floor(255 * np.arange(n) / n)
+        rows.append(np.stack([_channel(c, ramp) for c in (r, g, b)], axis=1))
+    return np.concatenate(rows)
+
+
+def _channel(spec: int | str, ramp: np.ndarray) -> np.ndarray:
+    if spec == "up":
+        return ramp
+    if spec == "down":
+        return 255 - ramp
+    return np.full_like(ramp, 255 * spec)
+
+
+WHEEL = colorwheel()
+NCOLS = len(WHEEL)
+# HSV hue (degrees) of each wheel entry: it rises monotonically from 0 (red) to ~350 (entry 54),
+# and is linear between neighbouring entries (they lie on one edge of the RGB hue hexagon), so
+# interpolating it inverts the wheel exactly.
+WHEEL_HUE = cv2.cvtColor((WHEEL / 255).astype(np.float32)[None], cv2.COLOR_RGB2HSV)[0, :, 0]
+
+
+def flow_to_rgb(flow: np.ndarray, max_rad: float) -> np.ndarray:
+    """(..., 2) flow in pixels -> (..., 3) uint8 RGB, radius divided by `max_rad` (must bound it).
+
+    Same arithmetic as the reference `computeColor`, except colours are rounded, not floored,
+    to halve the quantisation error.
+    """
+    u, v = flow[..., 0].astype(np.float64), flow[..., 1].astype(np.float64)
+    rad = np.hypot(u, v) / max_rad if max_rad > 0 else np.zeros_like(u)
+    a = np.arctan2(-v, -u) / np.pi
+    fk = (a + 1) / 2 * (NCOLS - 1)
+    k0 = np.floor(fk).astype(np.int64)
+    k1 = (k0 + 1) % NCOLS
+    f = (fk - k0)[..., None]
+    col = ((1 - f) * WHEEL[k0] + f * WHEEL[k1]) / 255
+    col = 1 - np.minimum(rad, 1)[..., None] * (1 - col)
+    return np.round(255 * col).astype(np.uint8)
+
+
+def rgb_to_flow(rgb: np.ndarray, max_rad: float) -> np.ndarray:
+    """Invert `flow_to_rgb`: chroma (max - min channel) is the radius, HSV hue gives the angle.
+
+    Chroma and hue are unchanged by the white blend `1 - rad * (1 - wheel)`, which is what makes
+    the wheel invertible. Hues in the wheel's gap (entry 54 to red) mean direction +-pi either way.
+    """
+    shape = rgb.shape[:-1]
+    hsv = cv2.cvtColor((rgb.reshape(-1, 1, 3) / 255).astype(np.float32), cv2.COLOR_RGB2HSV)
+    hue, sat, val = hsv[:, 0, 0], hsv[:, 0, 1], hsv[:, 0, 2]
+    rad = (sat * val).astype(np.float64) * max_rad
+    fk = np.interp(hue, WHEEL_HUE, np.arange(NCOLS))
+    theta = (fk / (NCOLS - 1) * 2 - 1) * np.pi
+    flow = np.stack([-rad * np.cos(theta), -rad * np.sin(theta)], axis=-1)
+    return flow.reshape(*shape, 2).astype(np.float32)
+
+
+class FlowCodec(Codec):
+    """Forward flow (T-1, H, W, 2) <-> T Middlebury-wheel frames; params: {"max_rad": pixels}."""
+
+    name = "flow"
+
+    def encode(self, raw: dict[str, np.ndarray], num_frames: int,
+               **options: Any) -> tuple[np.ndarray, dict]:
+        flow = require(raw, "flow", self.name, 4)
+        if flow.shape[-1] != 2:
+            raise ValueError(f"flow raw must be (T-1, H, W, 2), got {flow.shape}")
+        check_count(len(flow) + 1, num_frames, "flow has one pair fewer than frames")
+        if num_frames < 2:
+            raise ValueError("flow needs a clip of at least 2 frames")
+        max_rad = float(np.hypot(flow[..., 0], flow[..., 1]).max())
+        frames = flow_to_rgb(flow, max_rad)
+        frames = np.concatenate([frames, frames[-1:]])
+        return frames, {"max_rad": max_rad}
+
+    def decode(self, frames: np.ndarray, params: dict) -> dict[str, np.ndarray]:
+        frames = check_frames(frames, self.name)
+        if len(frames) < 2:
+            raise ValueError("a flow video has at least 2 frames")
+        return {"flow": rgb_to_flow(frames[:-1], float(params["max_rad"]))}

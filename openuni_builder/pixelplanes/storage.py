@@ -1,0 +1,82 @@
+"""How Pixelplanes videos and raw sidecars are stored.
+
+Videos: the measured storage choices (bench/pixelplanes_storage.py, table in docs/PIXELPLANES.md)
+and the default per modality picked from those numbers. Sidecars: one compressed npz per
+modality with each known array cast to its compact lossless-enough dtype.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from openuni_builder.video_io import VideoEncoding
+
+STORAGES: dict[str, VideoEncoding] = {
+    "h264_420": VideoEncoding("libx264", "yuv420p", crf=18),
+    "h264_444": VideoEncoding("libx264", "yuv444p", crf=18),
+    "x264rgb_lossless": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0),
+    "ffv1": VideoEncoding("ffv1", "bgr0", crf=None, preset=None),
+}
+DEFAULT_STORAGE: dict[str, str] = {m: "x264rgb_lossless"
+                                   for m in ("depth", "flow", "seg", "skeleton", "densepose")}
+
+# Sidecar dtype of each raw array the annotators produce (docs/PIXELPLANES.md, "Raw sidecars").
+RAW_DTYPES: dict[str, np.dtype] = {
+    "disparity": np.dtype(np.float16),
+    "flow": np.dtype(np.float16),
+    "ids": np.dtype(np.uint16),
+    "keypoints": np.dtype(np.float32),
+    "iuv": np.dtype(np.uint8),
+}
+
+
+def storage(modality: str, choice: str | None = None) -> VideoEncoding:
+    """The VideoEncoding for a modality's Pixelplanes video: `choice` or the measured default."""
+    if modality not in DEFAULT_STORAGE:
+        raise KeyError(f"unknown modality {modality!r}; known: {', '.join(DEFAULT_STORAGE)}")
+    name = choice or DEFAULT_STORAGE[modality]
+    if name not in STORAGES:
+        raise KeyError(f"unknown Pixelplanes storage {name!r}; known: {', '.join(STORAGES)}")
+    return STORAGES[name]
+
+
+def save_raw(raw: dict[str, np.ndarray]) -> bytes:
+    """One compressed npz of a modality's raw arrays, known keys cast to their sidecar dtype.
+
+    Refuses casts that would change values: integers out of the target range, floats that
+    overflow float16.
+    """
+    arrays = {}
+    for key, value in raw.items():
+        arr = np.asarray(value)
+        want = RAW_DTYPES.get(key)
+        if want is not None and arr.dtype != want:
+            arr = _cast(key, arr, want)
+        arrays[key] = arr
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_raw(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a sidecar written by `save_raw` (no pickles)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def _cast(key: str, arr: np.ndarray, want: np.dtype) -> np.ndarray:
+    if want.kind in "ui":
+        info = np.iinfo(want)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(f"raw[{key!r}] has values in [{arr.min()}, {arr.max()}], "
+                             f"outside {want} [{info.min}, {info.max}]")
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"raw[{key!r}] must hold whole numbers to store as {want}")
+        return arr.astype(want)
+    with np.errstate(over="ignore"):
+        out = arr.astype(want)
+    if not np.isfinite(out[np.isfinite(arr)]).all():
+        raise ValueError(f"raw[{key!r}] overflows {want} (|value| > {np.finfo(want).max})")
+    return out
