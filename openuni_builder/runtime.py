@@ -17,6 +17,7 @@ from functools import partial
 from typing import Iterator
 
 import ray
+from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from annotators import get_annotator
 from annotators.base import Resources
@@ -65,14 +66,14 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
     stages = plan(cfg)
     decode, encode = stages[0].resources, stages[-1].resources
-    ds = ds.map(decode_row, num_cpus=decode.num_cpus, concurrency=decode.concurrency)
+    ds = ds.map(decode_row, num_cpus=decode.num_cpus, compute=TaskPoolStrategy(size=decode.concurrency))
     for stage, a in zip(stages[1:-1], cfg.annotators):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options},
-                            batch_size=r.batch_size, concurrency=r.concurrency, num_cpus=r.num_cpus,
+                            batch_size=r.batch_size, compute=ActorPoolStrategy(size=r.concurrency), num_cpus=r.num_cpus,
                             num_gpus=r.num_gpus, batch_format="numpy")
     video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
-                num_cpus=encode.num_cpus, concurrency=encode.concurrency)
+                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])

@@ -56,7 +56,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         if suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True)
+            frame = pd.read_json(path, lines=True, precise_float=True)
         elif suffix in {".csv", ".tsv"}:
             frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
         else:

@@ -46,4 +46,4 @@ class Folder:
             return [(None, None)]
         if not scenes:
             return [(None, None)]
-        return [(s.get_seconds(), e.get_seconds()) for s, e in scenes]
+        return [(s.seconds, e.seconds) for s, e in scenes]

@@ -1,0 +1,132 @@
+"""Each source parser on small metadata fixtures written here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from openuni_builder.clip import ClipSpec
+from openuni_builder.sources import SourceContext, SourceError, get_source
+from openuni_builder.sources.base import parse_timestamp
+from tests.conftest import numbered_frames, write_video
+
+SPEC = ClipSpec(num_frames=9, fps=8, height=32, width=32)
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def ctx(tmp: Path, input: Path | None, video_root: Path | None = None) -> SourceContext:
+    return SourceContext(input=input, work_dir=tmp / "out", spec=SPEC, video_root=video_root)
+
+
+def test_timestamps_parse_hours_minutes_seconds():
+    assert parse_timestamp("0:01:20.880") == pytest.approx(80.88)
+    assert parse_timestamp("1:00:00.5") == pytest.approx(3600.5)
+    assert parse_timestamp("12.25") == 12.25 and parse_timestamp(None) is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_koala36m_rows_become_clips_with_scores(tmp_path, fmt):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "abcDEF123_x.mp4").write_bytes(b"x")
+    rows = pd.DataFrame({
+        "videoID": ["abcDEF123_x_3", "zzz_0"], "url": ["https://y/abcDEF123_x", "https://y/zzz"],
+        "timestamp": ["['0:00:01.500', '0:00:04.000']", "['0:01:00.000', '0:01:05.250']"],
+        "caption": ["a dog runs", "a car"], "clarity_score": [0.9, 0.4], "aesthetic_score": [5.1, 4.0],
+        "motion_score": [3.0, 1.0], "video_training_suitability_score": [0.8, 0.2]})
+    meta = tmp_path / f"koala.{fmt}"
+    rows.to_csv(meta, index=False) if fmt == "csv" else rows.to_parquet(meta)
+    reqs = list(get_source("koala36m").requests(ctx(tmp_path, meta, tmp_path / "videos")))
+    assert [r.video_id for r in reqs] == ["abcDEF123_x", "zzz"]
+    assert [r.clip_index for r in reqs] == [3, 0]
+    assert (reqs[0].start, reqs[0].end) == (1.5, 4.0) and reqs[1].end == pytest.approx(65.25)
+    assert reqs[0].path.endswith("videos/abcDEF123_x.mp4")
+    assert reqs[1].path.endswith("videos/zzz.mp4")  # expected path; decode will report it missing
+    assert reqs[0].scores == {"clarity_score": 0.9, "aesthetic_score": 5.1, "motion_score": 3.0,
+                              "video_training_suitability_score": 0.8}
+    assert reqs[0].caption == "a dog runs" and all(KEY_RE.match(r.key) for r in reqs)
+
+
+def test_koala36m_without_input_offline_says_what_to_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SourceError, match="--input"):
+        list(get_source("koala36m").requests(ctx(tmp_path, None)))
+
+
+def test_panda70m_expands_per_clip_lists(tmp_path):
+    meta = tmp_path / "panda.csv"
+    pd.DataFrame({
+        "videoID": ["vid1"], "url": ["https://y/vid1"],
+        "timestamp": ["[['0:00:00.000', '0:00:03.000'], ['0:01:20.880', '0:01:23.983']]"],
+        "caption": ["['first clip', 'second clip']"], "matching_score": ["[0.41, 0.37]"],
+        "desirable_filtering": ["['desirable', 'static_filtering']"],
+        "shot_boundary_detection": ["[[['0:00:00.000', '0:00:03.000']], [['0:01:20.880', '0:01:23.983']]]"],
+    }).to_csv(meta, index=False)
+    reqs = list(get_source("panda70m").requests(ctx(tmp_path, meta, tmp_path)))
+    assert [r.clip_index for r in reqs] == [0, 1]
+    assert reqs[1].start == pytest.approx(80.88) and reqs[1].end == pytest.approx(83.983)
+    assert [r.caption for r in reqs] == ["first clip", "second clip"]
+    assert reqs[0].scores == {"matching_score": 0.41}
+    assert reqs[1].extra["desirable_filtering"] == "static_filtering"
+    assert len({r.key for r in reqs}) == 2
+
+
+def test_panda70m_rejects_mismatched_lists_and_missing_input(tmp_path):
+    meta = tmp_path / "panda.csv"
+    pd.DataFrame({"videoID": ["v"], "url": ["u"], "timestamp": ["[['0:00:00.0', '0:00:03.0']]"],
+                  "caption": ["['a', 'b']"]}).to_csv(meta, index=False)
+    with pytest.raises(SourceError, match="2 entries for 1 clips"):
+        list(get_source("panda70m").requests(ctx(tmp_path, meta)))
+    with pytest.raises(SourceError, match="--input"):
+        list(get_source("panda70m").requests(ctx(tmp_path, None)))
+
+
+def test_manifest_jsonl_relative_paths_scores_and_safe_keys(tmp_path):
+    meta = tmp_path / "clips.jsonl"
+    lines = [{"path": "a.mp4", "start": 1, "end": 3, "caption": "c", "quality": 0.7},
+             {"path": "a.mp4", "start": 4, "end": 6},
+             {"path": "../../../etc/passwd", "id": "../../evil/..//x"},
+             {"url": "https://example.org/v.mp4"}]
+    meta.write_text("\n".join(json.dumps(r) for r in lines))
+    reqs = list(get_source("manifest").requests(ctx(tmp_path, meta)))
+    assert reqs[0].path == str(tmp_path / "a.mp4") and reqs[0].scores == {"quality": 0.7}
+    assert [r.clip_index for r in reqs[:2]] == [0, 1] and reqs[0].key != reqs[1].key
+    assert reqs[3].path == "https://example.org/v.mp4"
+    for r in reqs:  # keys name files inside OUT: no separators, no dots, nothing to escape with
+        assert KEY_RE.match(r.key), r.key
+
+
+def test_manifest_needs_a_path_column(tmp_path):
+    meta = tmp_path / "bad.csv"
+    meta.write_text("caption\nhello\n")
+    with pytest.raises(SourceError, match="neither `path` nor `url`"):
+        list(get_source("manifest").requests(ctx(tmp_path, meta)))
+
+
+def test_folder_splits_videos_into_shots(tmp_path):
+    import numpy as np
+
+    frames = numbered_frames(50, 64, 64)
+    frames[:25] = np.clip(frames[:25].astype(int) // 4, 0, 255)
+    frames[25:, :, :, 0] = 255  # a hard cut to red at 1 s
+    root = tmp_path / "videos"
+    (root / "sub").mkdir(parents=True)
+    write_video(root / "sub" / "cut.mp4", frames, 25.0)
+    write_video(root / "plain.mp4", numbered_frames(30, 64, 64) // 8, 25.0)
+    reqs = list(get_source("folder").requests(ctx(tmp_path, root)))
+    cut = [r for r in reqs if r.video_id == "sub/cut"]
+    assert len(cut) == 2 and cut[0].end == pytest.approx(1.0, abs=0.05) and cut[1].start == pytest.approx(1.0, abs=0.05)
+    assert [r.video_id for r in reqs if r.video_id == "plain"] == ["plain"]
+    assert all(KEY_RE.match(r.key) for r in reqs)
+
+
+def test_keys_are_stable_and_distinct():
+    from openuni_builder.clip import ClipRequest
+
+    a = ClipRequest(source="s", video_id="v.1", path="p", start=1.0, end=2.0)
+    b = ClipRequest(source="s", video_id="v.1", path="other/path", start=1.0, end=2.0)
+    c = ClipRequest(source="s", video_id="v.1", path="p", start=1.0, end=2.5)
+    assert a.key == b.key != c.key and "." not in a.key
