@@ -13,14 +13,19 @@ from typing import Any
 import numpy as np
 
 from openuni_builder.pixelplanes.base import Codec, NotInvertible
+from openuni_builder.pixelplanes.densepose import DensePoseCodec
+from openuni_builder.pixelplanes.depth import DepthCodec
 from openuni_builder.pixelplanes.flow import FlowCodec
+from openuni_builder.pixelplanes.seg import SegCodec
+from openuni_builder.pixelplanes.skeleton import SkeletonCodec, coco17_to_openpose18
 from openuni_builder.pixelplanes.storage import (DEFAULT_STORAGE, RAW_DTYPES, STORAGES, load_raw,
                                                  save_raw, storage)
 
-CODECS: dict[str, Codec] = {c.name: c for c in (FlowCodec(),)}
+CODECS: dict[str, Codec] = {c.name: c for c in (DepthCodec(), FlowCodec(), SegCodec(),
+                                                SkeletonCodec(), DensePoseCodec())}
 
 __all__ = ["CODECS", "Codec", "DEFAULT_STORAGE", "NotInvertible", "RAW_DTYPES", "STORAGES",
-           "decode", "encode", "load_raw", "save_raw", "storage"]
+           "coco17_to_openpose18", "decode", "encode", "load_raw", "save_raw", "storage"]
 
 
 def _codec(modality: str) -> Codec:
