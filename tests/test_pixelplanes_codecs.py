@@ -135,6 +135,7 @@ def test_skeleton_rendering_and_not_invertible():
     limb_colour = tuple(int(c * LIMB_INTENSITY) for c in COLORS[6])  # neck -> right hip
     assert tuple(frames[0, 18, 20]) == limb_colour
     assert not frames[:, :, 36:].any()  # the unsure nose is not drawn
+    np.testing.assert_array_equal(_through_video("skeleton", frames), frames)
     with pytest.raises(pixelplanes.NotInvertible, match="sidecar"):
         pixelplanes.decode("skeleton", frames, params)
     with pytest.raises(ValueError, match="size="):
@@ -165,3 +166,11 @@ def test_densepose_refuses_bad_parts():
 def test_unknown_modality():
     with pytest.raises(KeyError, match="no Pixelplanes codec"):
         pixelplanes.encode("audio", {}, 1)
+
+
+def test_size_option_is_checked_for_every_codec():
+    ids = _ids()
+    frames, _ = pixelplanes.encode("seg", {"ids": ids}, T, size=(H, W))
+    assert frames.shape[1:3] == (H, W)
+    with pytest.raises(ValueError, match="but the clip is"):
+        pixelplanes.encode("seg", {"ids": ids}, T, size=(H, W + 2))
