@@ -13,14 +13,19 @@ from typing import Any
 import numpy as np
 
 from openuni_builder.pixelplanes.base import Codec, NotInvertible
+from openuni_builder.pixelplanes.densepose import DensePoseCodec
+from openuni_builder.pixelplanes.depth import DepthCodec
 from openuni_builder.pixelplanes.flow import FlowCodec
+from openuni_builder.pixelplanes.seg import SegCodec
+from openuni_builder.pixelplanes.skeleton import SkeletonCodec, coco17_to_openpose18
 from openuni_builder.pixelplanes.storage import (DEFAULT_STORAGE, RAW_DTYPES, STORAGES, load_raw,
                                                  save_raw, storage)
 
-CODECS: dict[str, Codec] = {c.name: c for c in (FlowCodec(),)}
+CODECS: dict[str, Codec] = {c.name: c for c in (DepthCodec(), FlowCodec(), SegCodec(),
+                                                SkeletonCodec(), DensePoseCodec())}
 
 __all__ = ["CODECS", "Codec", "DEFAULT_STORAGE", "NotInvertible", "RAW_DTYPES", "STORAGES",
-           "decode", "encode", "load_raw", "save_raw", "storage"]
+           "coco17_to_openpose18", "decode", "encode", "load_raw", "save_raw", "storage"]
 
 
 def _codec(modality: str) -> Codec:
@@ -34,11 +39,16 @@ def encode(modality: str, raw: dict[str, np.ndarray], num_frames: int,
     """(T, H, W, 3) uint8 frames of `modality` and the JSON-able params needed to decode them.
 
     `options` go to the codec: the skeleton codec needs `size=(height, width)` (keypoints do
-    not carry the frame size); the seg codec takes `seed`.
+    not carry the frame size), every other codec checks its frames against `size` when given, so
+    callers can pass the clip's size to all of them; the seg codec takes `seed`.
     """
     frames, params = _codec(modality).encode(raw, num_frames, **options)
     if frames.shape[0] != num_frames or frames.dtype != np.uint8:
         raise RuntimeError(f"{modality} codec returned {frames.shape} {frames.dtype}")
+    size = options.get("size")
+    if size is not None and tuple(frames.shape[1:3]) != tuple(size):
+        raise ValueError(f"{modality} raw is {frames.shape[2]}x{frames.shape[1]} but the clip is "
+                         f"{size[1]}x{size[0]} (width x height)")
     return frames, params
 
 

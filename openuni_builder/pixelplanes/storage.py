@@ -16,7 +16,7 @@ from openuni_builder.video_io import VideoEncoding
 STORAGES: dict[str, VideoEncoding] = {
     "h264_420": VideoEncoding("libx264", "yuv420p", crf=18),
     "h264_444": VideoEncoding("libx264", "yuv444p", crf=18),
-    "x264rgb_lossless": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0),
+    "x264rgb_lossless": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="medium"),
     "ffv1": VideoEncoding("ffv1", "bgr0", crf=None, preset=None),
 }
 DEFAULT_STORAGE: dict[str, str] = {m: "x264rgb_lossless"
