@@ -8,6 +8,7 @@ import importlib
 from annotators.base import Annotator, Resources
 
 REGISTRY: dict[str, str] = {
+    "depth": "annotators.depth:DepthAnnotator",
     "flow": "annotators.flow:FlowAnnotator",
 }
 

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
+
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.models import ModelUnavailable  # noqa: F401  (re-exported for annotators)
 
@@ -70,3 +72,12 @@ class Annotator(ABC):
     def provenance(self) -> dict[str, Any]:
         """Model ids, revisions and settings used, recorded in every sample's JSON and the card."""
         return {}
+
+
+def clip_frames(clip: Clip) -> np.ndarray:
+    """The clip's frames, checked to be uint8 (T, H, W, 3): a clear error beats a shape error deep in a model."""
+    frames = clip.frames
+    if frames is None or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        got = None if frames is None else f"{frames.dtype} {frames.shape}"
+        raise ValueError(f"clip {clip.key}: frames must be uint8 (T, H, W, 3) RGB, got {got}")
+    return frames

@@ -1,8 +1,12 @@
 """Forward optical flow t -> t+1 for every clip.
 
-Backend "dis" is OpenCV's DIS optical flow: real, offline, CPU-only, and the default when no flow
-model is cached. Output `raw["flow"]` is float32 (T-1, H, W, 2) in pixels of the clip's frame
-size, (u, v) = (x, y) displacement of each pixel of frame t.
+Output `raw["flow"]` is float32 (T-1, H, W, 2) in pixels of the clip's frame size, (u, v) = (x, y)
+displacement of each pixel of frame t. Backends:
+- "raft": torchvision's RAFT (small or large) from a state-dict file in the local model cache.
+- "dis": OpenCV's DIS optical flow: real, offline, CPU-only, needs no model.
+- "auto" (default): RAFT when its model is cached, else DIS; `provenance()` says which ran.
+With `max_side`, frames are shrunk so their longer side is at most that before the backend runs,
+and the flow is resized back with its vectors scaled by the same factors.
 """
 
 from __future__ import annotations
@@ -11,11 +15,66 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision.models import get_model, get_weight
 
-from annotators.base import Annotator, Resources
+from annotators.base import Annotator, ModelUnavailable, Resources, clip_frames
+from annotators.torch_device import pick_device
 from openuni_builder.clip import Clip, ModalityOutput
+from openuni_builder.models import load_registry, model_file
 
 DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+BACKENDS = ("auto", "raft", "dis")
+RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps >= 16 px at 1/8 resolution
+
+
+class DisFlow:
+    """OpenCV DIS on grey frames."""
+
+    def __init__(self, preset: str) -> None:
+        self.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        flows = [self.dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
+        return np.stack(flows).astype(np.float32)
+
+
+class RaftFlow:
+    """torchvision RAFT built with `weights=None` and loaded from the cached state-dict file.
+
+    Inputs go through the weights' own documented transforms (uint8 -> [-1, 1]); frames are
+    replicate-padded on the right and bottom to a multiple of 8 (and at least RAFT_MIN_SIDE) and
+    the flow is cropped back. Frame pairs run in batches of `frame_batch`.
+    """
+
+    def __init__(self, model: str, device: torch.device, num_flow_updates: int, frame_batch: int) -> None:
+        entry = load_registry()[model]
+        self.device, self.num_flow_updates, self.frame_batch = device, num_flow_updates, frame_batch
+        self.net = get_model(entry.hub_id.split("/")[-1], weights=None)  # raft_small / raft_large
+        self.net.load_state_dict(torch.load(model_file(model), map_location="cpu", weights_only=True))
+        self.net.to(device).eval()
+        self.transforms = get_weight(entry.revision).transforms()
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        video = torch.from_numpy(frames).permute(0, 3, 1, 2).to(self.device)
+        height, width = video.shape[-2:]
+        pad = (0, _padded(width) - width, 0, _padded(height) - height)
+        flows, pairs = [], len(video) - 1
+        for start in range(0, pairs, self.frame_batch):
+            stop = min(start + self.frame_batch, pairs)
+            first, second = self.transforms(video[start:stop], video[start + 1:stop + 1])
+            first, second = F.pad(first, pad, mode="replicate"), F.pad(second, pad, mode="replicate")
+            flow = self.net(first, second, num_flow_updates=self.num_flow_updates)[-1]
+            flows.append(flow[:, :, :height, :width].permute(0, 2, 3, 1))
+        return torch.cat(flows).float().cpu().numpy()
+
+
+def _padded(size: int) -> int:
+    return max(RAFT_MIN_SIDE, -(-size // 8) * 8)
 
 
 class FlowAnnotator(Annotator):
@@ -24,25 +83,77 @@ class FlowAnnotator(Annotator):
     name: ClassVar[str] = "flow"
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=4, concurrency=1)
 
-    def __init__(self, backend: str = "dis", dis_preset: str = "medium", **options: Any) -> None:
-        super().__init__(backend=backend, dis_preset=dis_preset, **options)
-        if backend != "dis":
-            raise ValueError(f"unknown flow backend {backend!r}; known: dis")
+    def __init__(self, backend: str = "auto", model: str = "raft-small", num_flow_updates: int = 12,
+                 frame_batch: int = 8, max_side: int | None = None, dis_preset: str = "medium",
+                 device: str = "auto", **options: Any) -> None:
+        super().__init__(backend=backend, model=model, num_flow_updates=num_flow_updates,
+                         frame_batch=frame_batch, max_side=max_side, dis_preset=dis_preset,
+                         device=device, **options)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown flow backend {backend!r}; known: {', '.join(BACKENDS)}")
         if dis_preset not in DIS_PRESETS:
             raise ValueError(f"dis_preset must be one of {', '.join(DIS_PRESETS)}, got {dis_preset!r}")
-        self.backend, self.dis_preset = backend, dis_preset
-        self._dis = None
+        if num_flow_updates < 1 or frame_batch < 1:
+            raise ValueError(f"num_flow_updates and frame_batch must be >= 1, got {num_flow_updates}, {frame_batch}")
+        if max_side is not None and max_side < 16:
+            raise ValueError(f"max_side must be None or >= 16, got {max_side}")
+        rafts = [e.name for e in load_registry().values() if e.kind == "torchvision" and "raft" in e.hub_id]
+        if model not in rafts:
+            raise ValueError(f"flow model must be a registered torchvision RAFT ({', '.join(rafts)}), got {model!r}")
+        self.model, self.num_flow_updates, self.frame_batch = model, num_flow_updates, frame_batch
+        self.max_side, self.dis_preset = max_side, dis_preset
+        self.device = pick_device(device)
+        self.requested = backend
+        if backend == "auto":  # decided once, here, so provenance and load agree
+            backend = "dis" if self._missing_model() else "raft"
+        self.backend = backend
+        self._flow: DisFlow | RaftFlow | None = None
+
+    def _missing_model(self) -> str | None:
+        try:
+            model_file(self.model)
+        except ModelUnavailable as exc:
+            return str(exc)
+        return None
+
+    def unavailable(self) -> str | None:
+        return self._missing_model() if self.backend == "raft" else None
 
     def load(self) -> None:
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.dis_preset])
+        if self.backend == "raft":
+            self._flow = RaftFlow(self.model, self.device, self.num_flow_updates, self.frame_batch)
+        else:
+            self._flow = DisFlow(self.dis_preset)
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
-        return [ModalityOutput(raw={"flow": self._dis_flow(c.frames)}) for c in clips]
+        if self._flow is None:
+            raise RuntimeError("FlowAnnotator.annotate called before load()")
+        return [ModalityOutput(raw={"flow": self._clip_flow(clip_frames(c), c.key)}) for c in clips]
 
-    def _dis_flow(self, frames: np.ndarray) -> np.ndarray:
-        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        flows = [self._dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
-        return np.stack(flows).astype(np.float32)
+    def _clip_flow(self, frames: np.ndarray, key: str) -> np.ndarray:
+        if len(frames) < 2:
+            raise ValueError(f"clip {key}: flow needs at least 2 frames, got {len(frames)}")
+        height, width = frames.shape[1:3]
+        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(height, width))
+        if scale == 1.0:
+            return self._flow(frames)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        return resize_flow(self._flow(small), height, width)
 
     def provenance(self) -> dict[str, Any]:
-        return {"backend": "opencv-dis", "preset": self.dis_preset, "opencv": cv2.__version__}
+        info: dict[str, Any] = {"requested_backend": self.requested, "max_side": self.max_side}
+        if self.backend == "dis":
+            return {**info, "backend": "opencv-dis", "preset": self.dis_preset, "opencv": cv2.__version__}
+        entry = load_registry()[self.model]
+        return {**info, "backend": "raft", "model": entry.name, "hub_id": entry.hub_id,
+                "revision": entry.revision, "license": entry.license,
+                "num_flow_updates": self.num_flow_updates, "torchvision": torchvision.__version__,
+                "device": self.device.type}
+
+
+def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Flow fields (N, h, w, 2) resized to (N, height, width, 2), vectors scaled with the resize."""
+    small_h, small_w = flow.shape[1:3]
+    gain = np.array([width / small_w, height / small_h], dtype=np.float32)
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * gain for f in flow])

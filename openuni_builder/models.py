@@ -55,9 +55,30 @@ def model_dir(name: str) -> Path:
         raise KeyError(f"model {name!r} is not in {REGISTRY_PATH.name}; known: {', '.join(sorted(registry))}")
     path = cache_dir() / name
     if not (path.is_dir() and any(path.iterdir())):
-        entry = registry[name]
-        raise ModelUnavailable(
-            f"model {name!r} ({entry.hub_id}@{entry.revision[:12]}) is not in the local cache {cache_dir()}; "
-            f"fetch it on a machine with internet with `openuni-models pull {name}` "
-            f"(or point ${CACHE_ENV} at a cache that has it)")
+        raise _unavailable(registry[name], "is not in the local cache")
     return path
+
+
+def model_file(name: str, filename: str | None = None) -> Path:
+    """Local path of one registered file of model `name` (its only file when `filename` is None).
+
+    Single-file models (torchvision state dicts) are loaded from a file, not a folder, so for them
+    "cached" means that file is there. Raises ModelUnavailable when it is not; only stats files.
+    """
+    folder = model_dir(name)
+    entry = load_registry()[name]
+    if filename is None:
+        if len(entry.files) != 1:
+            raise ValueError(f"model {name!r} registers {len(entry.files)} files; name the one to load")
+        filename = next(iter(entry.files))
+    path = folder / filename
+    if not path.is_file():
+        raise _unavailable(entry, f"lacks {filename} in the local cache")
+    return path
+
+
+def _unavailable(entry: ModelEntry, what: str) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"model {entry.name!r} ({entry.hub_id}@{entry.revision[:12]}) {what} {cache_dir()}; "
+        f"fetch it on a machine with internet with `openuni-models pull {entry.name}` "
+        f"(or point ${CACHE_ENV} at a cache that has it)")
