@@ -9,6 +9,8 @@ from annotators.base import Annotator, Resources
 
 REGISTRY: dict[str, str] = {
     "flow": "annotators.flow:FlowAnnotator",
+    "seg": "annotators.entity_seg:EntitySegAnnotator",
+    "caption": "annotators.caption:CaptionAnnotator",
 }
 
 
