@@ -6,7 +6,7 @@ from the cached config. The already decoded frames go to the processor as one vi
 read again), with metadata giving the clip's fps and the sampled frame indices so models that
 embed time (Qwen's temporal positions, SmolVLM's frame timestamps) see real seconds.
 Greedy decoding by default, so the same clip gets the same caption on every rerun.
-Meta only: `caption_generated` plus the generation settings.
+Meta only: `caption_generated`, `caption_tokens` (tokens generated) and the generation settings.
 """
 
 from __future__ import annotations
@@ -72,11 +72,16 @@ class CaptionAnnotator(Annotator):
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
         captions = self.generate([c.frames for c in clips], [c.spec.fps for c in clips])
-        return [ModalityOutput(meta={"caption_generated": text, "generation": self.settings()}) for text in captions]
+        return [ModalityOutput(meta={"caption_generated": text, "caption_tokens": count, "generation": self.settings()})
+                for text, count in captions]
 
     @torch.inference_mode()
-    def generate(self, videos: list[np.ndarray], fps: list[float]) -> list[str]:
-        """Caption each (T, H, W, 3) uint8 video in one batched `generate` call."""
+    def generate(self, videos: list[np.ndarray], fps: list[float]) -> list[tuple[str, int]]:
+        """Caption each (T, H, W, 3) uint8 video in one batched `generate` call.
+
+        Returns (caption, number of tokens generated before padding) per video; the count tells a
+        caption cut at `max_new_tokens` or one made only of special tokens from a normal one.
+        """
         from transformers.video_utils import VideoMetadata
 
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": self.prompt}]}]
@@ -97,7 +102,9 @@ class CaptionAnnotator(Annotator):
                 inputs[key] = value.to(self._model.dtype)
         output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return [t.strip() for t in self._processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = self._processor.batch_decode(new_tokens, skip_special_tokens=True)
+        counts = (new_tokens != self._processor.tokenizer.pad_token_id).sum(1).tolist()
+        return [(text.strip(), int(count)) for text, count in zip(texts, counts)]
 
     def settings(self) -> dict[str, Any]:
         """Generation settings recorded next to every caption."""

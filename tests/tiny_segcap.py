@@ -1,4 +1,4 @@
-"""Tiny random-weight Mask2Former, SAM2-video and Qwen2.5-VL models saved like the real ones, plus
+"""Tiny random-weight Mask2Former, SAM2-video, Qwen2.5-VL and SmolVLM models saved like the real ones, plus
 a two-squares clip with exact entity ids: what the seg and caption tests load through the real code.
 
 The configs are the smallest the real classes accept (see shared/README.md for SAM2's limits:
@@ -63,31 +63,40 @@ def save_tiny_sam2_video(path: Path) -> None:
     processor.save_pretrained(path)
 
 
+WORDS = ["[UNK]", "user", "assistant", "a", "the", "video", "describe", "this", "in", "detail", "cat",
+         "runs", "across", "street", "red", "square", "frames"]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                  "<|image_pad|>", "<|video_pad|>"]
-QWEN_WORDS = ["[UNK]", "user", "assistant", "a", "the", "video", "describe", "this", "in", "detail", "cat",
-              "runs", "across", "street", "red", "square"]
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c in m['content'] %}"
     "{% if c['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% else %} {{ c['text'] }}{% endif %}{% endfor %} <|im_end|> {% endfor %}"
     "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+SMOLVLM_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>",
+                    "<global-img>", "<video>"]
+
+
+def word_tokenizer(specials: list[str], **roles: str):
+    """A whitespace word-level tokenizer over a few words plus the model's special tokens, built
+    locally with `tokenizers` (no hub) and wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(WORDS + specials)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", **roles), vocab
 
 
 def save_tiny_qwen25_vl(path: Path) -> None:
-    """Qwen2.5-VL with a word-level tokenizer built here (no hub), its real image/video processors."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    """Qwen2.5-VL with a local word-level tokenizer and its real image/video processors."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
     torch.manual_seed(0)
-    vocab = {token: i for i, token in enumerate(QWEN_WORDS + QWEN_SPECIALS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.add_special_tokens(QWEN_SPECIALS)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
-                                        pad_token="<|endoftext|>", unk_token="[UNK]")
+    tokenizer, vocab = word_tokenizer(QWEN_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     pixels = 56 * 56  # one 2x2 grid of merged 28 px patches per frame pair
     Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
                         video_processor=Qwen2VLVideoProcessor(min_pixels=pixels, max_pixels=pixels),
@@ -103,6 +112,30 @@ def save_tiny_qwen25_vl(path: Path) -> None:
         image_token_id=vocab["<|image_pad|>"], video_token_id=vocab["<|video_pad|>"],
         vision_start_token_id=vocab["<|vision_start|>"], vision_end_token_id=vocab["<|vision_end|>"])
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(path)
+
+
+def save_tiny_smolvlm(path: Path) -> None:
+    """SmolVLM (SmolVLM2's classes) at 32 px frames, 4 image tokens per frame, local tokenizer."""
+    from transformers import (SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor,
+                              SmolVLMProcessor, SmolVLMVideoProcessor)
+
+    torch.manual_seed(0)
+    tokenizer, vocab = word_tokenizer(SMOLVLM_SPECIALS, bos_token="<|im_start|>", eos_token="<end_of_utterance>",
+                                      pad_token="<|endoftext|>")
+    side = {"longest_edge": 32}
+    SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(size=side, max_image_size=side, do_image_splitting=False),
+        video_processor=SmolVLMVideoProcessor(size=side, max_image_size=side),
+        tokenizer=tokenizer, image_seq_len=4).save_pretrained(path)  # (32 / 8)^2 patches / scale_factor^2
+    config = SmolVLMConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        text_config=dict(model_type="llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         bos_token_id=vocab["<|im_start|>"], eos_token_id=vocab["<end_of_utterance>"],
+                         pad_token_id=vocab["<|endoftext|>"]),
+        image_token_id=vocab["<image>"], scale_factor=2, pad_token_id=vocab["<|endoftext|>"])
+    SmolVLMForConditionalGeneration(config).save_pretrained(path)
 
 
 def two_squares_clip(num_frames: int = 5, size: int = 64, ids: tuple[int, int] = (3, 7)
