@@ -10,6 +10,8 @@ from annotators.base import Annotator, Resources
 REGISTRY: dict[str, str] = {
     "depth": "annotators.depth:DepthAnnotator",
     "flow": "annotators.flow:FlowAnnotator",
+    "seg": "annotators.entity_seg:EntitySegAnnotator",
+    "caption": "annotators.caption:CaptionAnnotator",
 }
 
 
