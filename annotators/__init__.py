@@ -9,6 +9,8 @@ from annotators.base import Annotator, Resources
 
 REGISTRY: dict[str, str] = {
     "flow": "annotators.flow:FlowAnnotator",
+    "skeleton": "annotators.skeleton:SkeletonAnnotator",
+    "densepose": "annotators.densepose:DensePoseAnnotator",
 }
 
 
