@@ -12,6 +12,8 @@ REGISTRY: dict[str, str] = {
     "flow": "annotators.flow:FlowAnnotator",
     "seg": "annotators.entity_seg:EntitySegAnnotator",
     "caption": "annotators.caption:CaptionAnnotator",
+    "skeleton": "annotators.skeleton:SkeletonAnnotator",
+    "densepose": "annotators.densepose:DensePoseAnnotator",
 }
 
 

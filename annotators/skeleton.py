@@ -1,0 +1,202 @@
+"""Body keypoints for every tracked person of a clip, in OpenPose-18 order.
+
+Backend "vitpose" (default) is top-down: RT-DETR person boxes tracked over the clip
+(`person_detect`), then ViTPose (transformers `VitPoseForPoseEstimation`, COCO-17) on every box of
+the clip in batches, keypoints decoded by the processor's own `post_process_pose_estimation`.
+Backend "mediapipe" is MediaPipe BlazePose full (weights inside the mediapipe 0.10.14 wheel, so it
+runs with no model cache and no torch); it is single-person and optional: mediapipe is not a
+dependency of the project.
+
+Output `raw["keypoints"]` is float32 (T, P, 18, 3): (x, y, score) in pixels of the clip's frames,
+score 0 = absent, indexed by track id (P = tracks, at least 1, so a clip with no person is an
+all-zero (T, 1, 18, 3) array and `meta["no_person"]` is true). Scores are the heatmap maxima
+(ViTPose) or landmark visibilities (BlazePose), kept unthresholded; only the derived neck needs a
+confidence decision (`keypoint_threshold`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from annotators.base import Annotator, Resources
+from annotators.person_detect import PersonDetector, PersonTracks, check_frames, torch_device
+from openuni_builder.clip import Clip, ModalityOutput
+from openuni_builder.models import ModelUnavailable, load_registry, model_dir
+
+OPENPOSE18 = ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+              "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar")
+COCO17 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+          "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
+          "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
+# COCO-17 index of each OpenPose-18 joint; the neck (-1) is derived from the shoulders.
+_COCO_OF_OPENPOSE = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
+# BlazePose-33 landmark index of each COCO-17 keypoint.
+_BLAZEPOSE_OF_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+def coco17_to_openpose18(keypoints: np.ndarray, threshold: float = 0.3) -> np.ndarray:
+    """(..., 17, 3) COCO keypoints (x, y, score) -> (..., 18, 3) OpenPose-18.
+
+    Joints are reordered; the neck is the shoulder midpoint with the lower shoulder score when both
+    shoulders score >= `threshold`, else absent (all zeros).
+    """
+    keypoints = np.asarray(keypoints, np.float32)
+    if keypoints.shape[-2:] != (17, 3):
+        raise ValueError(f"expected (..., 17, 3) COCO keypoints, got {keypoints.shape}")
+    out = keypoints[..., [max(i, 0) for i in _COCO_OF_OPENPOSE], :].copy()
+    left, right = keypoints[..., 5, :], keypoints[..., 6, :]
+    both = (np.minimum(left[..., 2], right[..., 2]) >= threshold)[..., None]
+    neck = np.concatenate([(left[..., :2] + right[..., :2]) / 2,
+                           np.minimum(left[..., 2:], right[..., 2:])], axis=-1)
+    out[..., 1, :] = np.where(both, neck, 0.0)
+    return out
+
+
+class SkeletonAnnotator(Annotator):
+    """OpenPose-18 keypoints of every tracked person (see module docstring)."""
+
+    name: ClassVar[str] = "skeleton"
+    default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.25, batch_size=4)
+
+    def __init__(self, backend: str = "vitpose", model: str = "vitpose-base",
+                 detector: str = "rtdetr-r50", detection_threshold: float = 0.5,
+                 keypoint_threshold: float = 0.3, pose_batch_size: int = 64, max_people: int = 8,
+                 device: str | None = None, **options: Any) -> None:
+        super().__init__(backend=backend, model=model, detector=detector,
+                         detection_threshold=detection_threshold, keypoint_threshold=keypoint_threshold,
+                         pose_batch_size=pose_batch_size, max_people=max_people, device=device, **options)
+        if backend not in ("vitpose", "mediapipe"):
+            raise ValueError(f"unknown skeleton backend {backend!r}; known: vitpose, mediapipe")
+        if pose_batch_size < 1:
+            raise ValueError(f"pose_batch_size must be >= 1, got {pose_batch_size}")
+        self.backend, self.model_name = backend, model
+        self.keypoint_threshold, self.pose_batch_size = keypoint_threshold, pose_batch_size
+        self.max_people, self.device = max_people, device
+        self.detector = (PersonDetector(detector, detection_threshold, max_people=max_people, device=device)
+                         if backend == "vitpose" else None)
+        self.model = self.processor = None
+        self._mp_pose = None
+
+    def unavailable(self) -> str | None:
+        if self.backend == "mediapipe":
+            try:
+                import mediapipe  # noqa: F401
+            except ImportError:
+                return _MEDIAPIPE_MISSING
+            return None
+        try:
+            model_dir(self.model_name)
+        except ModelUnavailable as exc:
+            return str(exc)
+        return self.detector.unavailable()
+
+    def load(self) -> None:
+        if self.backend == "mediapipe":
+            try:
+                import mediapipe as mp
+            except ImportError as exc:
+                raise ImportError(_MEDIAPIPE_MISSING) from exc
+            self._mp_pose = mp.solutions.pose
+            return
+        from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
+
+        path = model_dir(self.model_name)
+        self.device = torch_device(self.device)
+        self.processor = VitPoseImageProcessor.from_pretrained(path)
+        self.model = VitPoseForPoseEstimation.from_pretrained(path).eval().to(self.device)
+        if self.model.config.num_labels != 17:
+            raise ValueError(f"{self.model_name!r} predicts {self.model.config.num_labels} keypoints, "
+                             "expected the 17 COCO keypoints")
+        self.detector.load()
+
+    def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
+        run = self._mediapipe if self.backend == "mediapipe" else self._vitpose
+        outputs = []
+        for clip in clips:
+            coco, tracks = run(check_frames(clip.frames))
+            keypoints = coco17_to_openpose18(coco, self.keypoint_threshold)
+            if keypoints.shape[1] == 0:
+                keypoints = np.zeros((len(clip.frames), 1, 18, 3), np.float32)
+            outputs.append(ModalityOutput(raw={"keypoints": keypoints}, meta=tracks.meta()))
+        return outputs
+
+    def _vitpose(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
+        """COCO-17 keypoints (T, P, 17, 3) for the tracked people of one clip.
+
+        Frames are taken in groups of at most `pose_batch_size` boxes (one frame at least), so
+        the crops of a long, crowded clip never sit in memory all at once.
+        """
+        tracks = self.detector.track(frames)
+        coco = np.zeros((len(frames), tracks.num_tracks, 17, 3), np.float32)
+        group: list[int] = []
+        for t in [t for t in range(len(frames)) if tracks.present[t].any()]:
+            if group and tracks.present[group + [t]].sum() > self.pose_batch_size:
+                self._vitpose_frames(frames, tracks, group, coco)
+                group = []
+            group.append(t)
+        if group:
+            self._vitpose_frames(frames, tracks, group, coco)
+        return coco, tracks
+
+    def _vitpose_frames(self, frames: np.ndarray, tracks: PersonTracks, frame_ids: list[int],
+                        coco: np.ndarray) -> None:
+        """ViTPose on every tracked box of `frame_ids`, written into `coco[t, track]`."""
+        import torch
+        from transformers.models.vitpose.modeling_vitpose import VitPoseEstimatorOutput
+
+        people = [np.flatnonzero(tracks.present[t]) for t in frame_ids]
+        boxes = [[_xyxy_to_xywh(tracks.boxes[t, p]) for p in ps] for t, ps in zip(frame_ids, people)]
+        inputs = self.processor(images=list(frames[frame_ids]), boxes=boxes, return_tensors="pt")
+        with torch.inference_mode():
+            heatmaps = self.model(pixel_values=inputs["pixel_values"].to(self.device)).heatmaps.float().cpu()
+        poses = self.processor.post_process_pose_estimation(VitPoseEstimatorOutput(heatmaps=heatmaps), boxes=boxes)
+        for t, ps, frame_poses in zip(frame_ids, people, poses):
+            for p, pose in zip(ps, frame_poses):
+                coco[t, p] = _keypoint_rows(pose["keypoints"].numpy(), pose["scores"].numpy())
+
+    def _mediapipe(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
+        """BlazePose full (video mode, one person): COCO-17 keypoints (T, 1, 17, 3)."""
+        T, H, W = frames.shape[:3]
+        coco = np.zeros((T, 1, 17, 3), np.float32)
+        boxes, scores = np.zeros((T, 1, 4), np.float32), np.zeros((T, 1), np.float32)
+        present = np.zeros((T, 1), bool)
+        with self._mp_pose.Pose(static_image_mode=False, model_complexity=1) as pose:
+            for t, frame in enumerate(frames):
+                found = pose.process(np.ascontiguousarray(frame)).pose_landmarks
+                if found is None:
+                    continue
+                lm = np.array([(p.x * W, p.y * H, p.visibility) for p in found.landmark], np.float32)
+                coco[t, 0] = lm[list(_BLAZEPOSE_OF_COCO)]
+                xy = np.clip(lm[:, :2], 0, [W, H])  # the landmark extent stands in for a person box
+                boxes[t, 0], scores[t, 0], present[t, 0] = [*xy.min(0), *xy.max(0)], lm[:, 2].mean(), True
+        return coco, PersonTracks(boxes, scores, present, H, W)
+
+    def provenance(self) -> dict[str, Any]:
+        if self.backend == "mediapipe":
+            import mediapipe
+
+            return {"backend": "mediapipe-blazepose-full", "mediapipe": mediapipe.__version__,
+                    "layout": "openpose18"}
+        entry = load_registry()[self.model_name]
+        return {"backend": "vitpose", "model": entry.hub_id, "revision": entry.revision,
+                "keypoint_threshold": self.keypoint_threshold, "layout": "openpose18",
+                **self.detector.provenance()}
+
+
+_MEDIAPIPE_MISSING = ("skeleton backend 'mediapipe' needs mediapipe 0.10.14 (its wheel ships BlazePose): "
+                      "`pip install mediapipe==0.10.14` in a separate environment (it pulls jax and "
+                      "opencv-contrib), or use backend 'vitpose'")
+
+
+def _xyxy_to_xywh(box: np.ndarray) -> list[float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def _keypoint_rows(xy: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(17, 3) rows (x, y, score); a non-positive heatmap maximum means absent (all zeros)."""
+    rows = np.concatenate([xy.reshape(-1, 2), scores.reshape(-1, 1)], axis=1).astype(np.float32)
+    rows[rows[:, 2] <= 0] = 0.0
+    return rows
