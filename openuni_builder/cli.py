@@ -9,6 +9,7 @@ from pathlib import Path
 
 from openuni_builder.build import BuildError, BuildOptions, build, summary
 from openuni_builder.config import ConfigError
+from openuni_builder.runtime import PlanError
 from openuni_builder.sources import SOURCES, SourceError
 
 EPILOG = """examples:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                         require_all=args.require_all, num_cpus=args.num_cpus, progress=not args.no_progress)
     try:
         stats = build(opts)
-    except (BuildError, ConfigError, SourceError, FileNotFoundError) as exc:
+    except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError) as exc:
         print(f"openuni-build: error: {exc}", file=sys.stderr)
         return 2
     print(summary(stats, args.shards))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Iterator
 
@@ -35,14 +35,43 @@ class StagePlan:
     resources: Resources
 
 
-def plan(cfg: BuildConfig) -> list[StagePlan]:
-    """The resolved stage graph: annotator resources are their declared defaults + config overrides."""
+class PlanError(RuntimeError):
+    """The stage graph cannot be scheduled on this cluster; the message says what to lower."""
+
+
+def plan(cfg: BuildConfig, cluster_cpus: float, cluster_gpus: float) -> list[StagePlan]:
+    """The resolved stage graph, fitted to the cluster.
+
+    Annotator resources are their declared defaults plus config overrides. With no GPU visible,
+    GPU asks are dropped (the annotator runs on CPU) instead of waiting forever for a GPU. Actor
+    pools hold their CPUs for the whole run, so if they leave no CPU for the decode/encode tasks
+    the graph would deadlock: that is refused here with the numbers.
+    """
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
-        declared = get_annotator(a.name).default_resources
-        stages.append(StagePlan(a.name, "actors", declared.merged(a.resources)))
+        r = get_annotator(a.name).default_resources.merged(a.resources)
+        if r.num_gpus and not cluster_gpus:
+            log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, r.num_gpus)
+            r = replace(r, num_gpus=0.0)
+        stages.append(StagePlan(a.name, "actors", r))
     stages.append(StagePlan("encode", "tasks", cfg.encode))
+    pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
+    needed = pinned + max(cfg.decode.num_cpus, cfg.encode.num_cpus)
+    gpus = sum(s.resources.num_gpus * s.resources.concurrency for s in stages)
+    if needed > cluster_cpus + 1e-9:
+        raise PlanError(f"the actor pools hold {pinned:g} CPUs and the CPU stages need {needed - pinned:g} more, "
+                        f"but the cluster has {cluster_cpus:g}; lower `resources: {{num_cpus, concurrency}}` "
+                        "of the annotators or `stages` in the pipeline config (see --plan)")
+    if gpus > cluster_gpus + 1e-9:
+        raise PlanError(f"the actor pools ask for {gpus:g} GPUs but the cluster has {cluster_gpus:g}; "
+                        "lower `resources: {num_gpus, concurrency}` in the pipeline config (see --plan)")
     return stages
+
+
+def cluster_resources() -> tuple[float, float]:
+    """(CPUs, GPUs) of the Ray cluster this driver is attached to."""
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 0)), float(res.get("GPU", 0))
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:
@@ -52,7 +81,8 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+        # address="local": always a fresh embedded cluster, never one another driver started.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
 
 
@@ -64,7 +94,7 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     ctx.enable_operator_progress_bars = progress
     items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in requests]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
-    stages = plan(cfg)
+    stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
     ds = ds.map(decode_row, num_cpus=decode.num_cpus, compute=TaskPoolStrategy(size=decode.concurrency))
     for stage, a in zip(stages[1:-1], cfg.annotators):

@@ -95,7 +95,7 @@ def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...
     modalities: dict[str, Any] = {}
     for name in video_modalities:
         output = clip.outputs[name]
-        frames, params = pixelplanes.encode(name, output.raw, spec.num_frames)
+        frames, params = pixelplanes.encode(name, output.raw, spec.num_frames, size=(spec.height, spec.width))
         storage = pixelplanes.storage(name)
         members[f"{name}.mp4"] = encode_mp4(frames, spec.fps, storage)
         members[f"{name}.npz"] = pixelplanes.save_raw(output.raw)

@@ -109,27 +109,26 @@ def test_a_different_build_identity_is_refused(tmp_path, ray_local):
 
 
 def test_killed_build_resumes_without_loss_or_duplicates(tmp_path):
-    meta = manifest(tmp_path, n_good=8, bad=False)
+    meta = manifest(tmp_path, n_good=12, bad=False)
     cfg = tiny_config(tmp_path, max_samples=1)
     cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(meta),
-           "--shards", str(tmp_path / "out"), "--config", str(cfg), "--no-progress", "--num-cpus", "1"]
+           "--shards", str(tmp_path / "out"), "--config", str(cfg), "--no-progress", "--num-cpus", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     shards = tmp_path / "out" / "shards"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(shards.glob("*.tar"))) < 2:
-        time.sleep(0.2)
+    while time.time() < deadline and not list(shards.glob("*.tar")):
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes die mid-run
     proc.wait()
     partial = len(list(shards.glob("*.tar")))
-    assert 2 <= partial < 8, "the kill should land mid-run"
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
+    assert 1 <= partial < 12, "the kill should land mid-run"
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     samples = read_samples(tmp_path / "out")
     keys = [s["__key__"] for s in samples]
-    assert len(keys) == len(set(keys)) == 8
+    assert len(keys) == len(set(keys)) == 12
     index = pd.read_parquet(tmp_path / "out" / "index.parquet")
     assert sorted(index["key"]) == sorted(keys)
     assert not list(shards.glob("*.tmp"))
