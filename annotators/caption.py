@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from annotators.base import Annotator, ModelUnavailable, Resources
+from annotators.base import Annotator, Resources
 from annotators.torch_device import pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_dir
+from openuni_builder.models import load_registry, model_dir, missing
 
 DEFAULT_PROMPT = (
     "Describe this video in detail: the subjects and their appearance, what they do and how they "
@@ -54,11 +54,7 @@ class CaptionAnnotator(Annotator):
         self._model = self._processor = None
 
     def unavailable(self) -> str | None:
-        try:
-            model_dir(self.model_name)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
+        return missing(self.model_name)
 
     def load(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor

@@ -17,10 +17,10 @@ import torch
 from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 from transformers.modeling_outputs import DepthEstimatorOutput
 
-from annotators.base import Annotator, ModelUnavailable, Resources, clip_frames
+from annotators.base import Annotator, Resources, clip_frames
 from annotators.torch_device import pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_dir, model_file
+from openuni_builder.models import load_registry, model_dir, missing
 
 
 class DepthAnythingV2:
@@ -78,12 +78,7 @@ class DepthAnnotator(Annotator):
         self._backend: DepthAnythingV2 | None = None
 
     def unavailable(self) -> str | None:
-        try:  # every registered file present (stat only), so a half-copied folder is caught here
-            for filename in load_registry()[self.model].files:
-                model_file(self.model, filename)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
+        return missing(self.model)
 
     def load(self) -> None:
         self._backend = BACKENDS[self.model](model_dir(self.model), self.device, self.dtype, self.frame_batch)

@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from annotators.base import Annotator, ModelUnavailable, Resources
+from annotators.base import Annotator, Resources
 from annotators.torch_device import pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_dir
+from openuni_builder.models import load_registry, model_dir, missing
 
 MAX_ID = np.iinfo(np.uint16).max
 
@@ -205,12 +205,7 @@ class EntitySegAnnotator(Annotator):
         self._tracker = self._tracker_processor = None
 
     def unavailable(self) -> str | None:
-        for name in (self.segmenter_name, self.tracker_name):
-            try:
-                model_dir(name)
-            except ModelUnavailable as exc:
-                return str(exc)
-        return None
+        return missing(self.segmenter_name, self.tracker_name)
 
     def load(self) -> None:
         from transformers import Sam2VideoModel, Sam2VideoProcessor

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models import get_model, get_weight
 
-from annotators.base import Annotator, ModelUnavailable, Resources, clip_frames
+from annotators.base import Annotator, Resources, clip_frames
 from annotators.torch_device import pick_device
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_file
+from openuni_builder.models import load_registry, model_file, missing
 
 DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 BACKENDS = ("auto", "raft", "dis")
@@ -105,19 +105,12 @@ class FlowAnnotator(Annotator):
         self.device = pick_device(device)
         self.requested = backend
         if backend == "auto":  # decided once, here, so provenance and load agree
-            backend = "dis" if self._missing_model() else "raft"
+            backend = "dis" if missing(self.model) else "raft"
         self.backend = backend
         self._flow: DisFlow | RaftFlow | None = None
 
-    def _missing_model(self) -> str | None:
-        try:
-            model_file(self.model)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
-
     def unavailable(self) -> str | None:
-        return self._missing_model() if self.backend == "raft" else None
+        return missing(self.model) if self.backend == "raft" else None
 
     def load(self) -> None:
         if self.backend == "raft":

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from openuni_builder.models import ModelUnavailable, load_registry, model_dir
+from openuni_builder.models import load_registry, model_dir, missing
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,11 +154,7 @@ class PersonDetector:
         self.person_label: int | None = None
 
     def unavailable(self) -> str | None:
-        try:
-            model_dir(self.model_name)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return None
+        return missing(self.model_name)
 
     def load(self) -> None:
         from transformers import RTDetrForObjectDetection, RTDetrImageProcessor

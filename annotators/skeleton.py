@@ -23,7 +23,7 @@ import numpy as np
 from annotators.base import Annotator, Resources
 from annotators.person_detect import PersonDetector, PersonTracks, check_frames, torch_device
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import ModelUnavailable, load_registry, model_dir
+from openuni_builder.models import load_registry, model_dir, missing
 
 OPENPOSE18 = ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
               "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar")
@@ -86,11 +86,7 @@ class SkeletonAnnotator(Annotator):
             except ImportError:
                 return _MEDIAPIPE_MISSING
             return None
-        try:
-            model_dir(self.model_name)
-        except ModelUnavailable as exc:
-            return str(exc)
-        return self.detector.unavailable()
+        return missing(self.model_name) or self.detector.unavailable()
 
     def load(self) -> None:
         if self.backend == "mediapipe":

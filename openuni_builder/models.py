@@ -77,6 +77,20 @@ def model_file(name: str, filename: str | None = None) -> Path:
     return path
 
 
+def missing(*names: str) -> str | None:
+    """Why one of the models `names` cannot load from the cache (folder or a registered file
+    absent), or None. Stats files only, so annotators call it from `unavailable()` on the driver."""
+    registry = load_registry()
+    try:
+        for name in names:
+            model_dir(name)
+            for filename in registry[name].files:
+                model_file(name, filename)
+    except ModelUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def _unavailable(entry: ModelEntry, what: str) -> ModelUnavailable:
     return ModelUnavailable(
         f"model {entry.name!r} ({entry.hub_id}@{entry.revision[:12]}) {what} {cache_dir()}; "

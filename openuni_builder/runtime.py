@@ -44,8 +44,9 @@ def plan(cfg: BuildConfig, cluster_cpus: float, cluster_gpus: float) -> list[Sta
 
     Annotator resources are their declared defaults plus config overrides. With no GPU visible,
     GPU asks are dropped (the annotator runs on CPU) instead of waiting forever for a GPU. Actor
-    pools hold their CPUs for the whole run, so if they leave no CPU for the decode/encode tasks
-    the graph would deadlock: that is refused here with the numbers.
+    pools hold their CPUs for the whole run; if they would leave no CPU for the decode/encode
+    tasks the graph would deadlock, so their (logical) CPU shares are scaled down to fit. GPU asks
+    beyond the cluster's GPUs are refused: oversubscribing GPU memory fails later and worse.
     """
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
@@ -55,13 +56,18 @@ def plan(cfg: BuildConfig, cluster_cpus: float, cluster_gpus: float) -> list[Sta
             r = replace(r, num_gpus=0.0)
         stages.append(StagePlan(a.name, "actors", r))
     stages.append(StagePlan("encode", "tasks", cfg.encode))
+    task_cpus = max(cfg.decode.num_cpus, cfg.encode.num_cpus)
     pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
-    needed = pinned + max(cfg.decode.num_cpus, cfg.encode.num_cpus)
+    if task_cpus >= cluster_cpus:
+        raise PlanError(f"the CPU stages need {task_cpus:g} CPUs per task but the cluster has {cluster_cpus:g}; "
+                        "lower `stages: {decode, encode}: num_cpus` in the pipeline config")
+    if pinned + task_cpus > cluster_cpus:
+        scale = (cluster_cpus - task_cpus) / pinned
+        log.warning("actor pools ask for %g CPUs, %g are free after the CPU stages: scaling their CPU shares by %.2f",
+                    pinned, cluster_cpus - task_cpus, scale)
+        stages = [replace(s, resources=replace(s.resources, num_cpus=s.resources.num_cpus * scale))
+                  if s.kind == "actors" else s for s in stages]
     gpus = sum(s.resources.num_gpus * s.resources.concurrency for s in stages)
-    if needed > cluster_cpus + 1e-9:
-        raise PlanError(f"the actor pools hold {pinned:g} CPUs and the CPU stages need {needed - pinned:g} more, "
-                        f"but the cluster has {cluster_cpus:g}; lower `resources: {{num_cpus, concurrency}}` "
-                        "of the annotators or `stages` in the pipeline config (see --plan)")
     if gpus > cluster_gpus + 1e-9:
         raise PlanError(f"the actor pools ask for {gpus:g} GPUs but the cluster has {cluster_gpus:g}; "
                         "lower `resources: {num_gpus, concurrency}` in the pipeline config (see --plan)")

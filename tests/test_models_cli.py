@@ -51,7 +51,8 @@ def test_list_shows_profile_and_cache_status(cache, capsys):
     assert "incomplete (lacks model.safetensors, preprocessor_config.json)" in table["depth-anything-v2-small"]
     assert " missing " in table["raft-large"] and "CC-BY-NC-4.0" in table["depth-anything-v2-large"]
     assert main(["list", "--profile", "full"]) == 0
-    assert set(rows(capsys.readouterr().out)) == {"depth-anything-v2-large", "raft-large"}
+    full = {name for name, entry in load_registry().items() if "full" in entry.profiles}
+    assert set(rows(capsys.readouterr().out)) == full and "raft-small" not in full
 
 
 def test_verify_hashes_cached_files(cache, capsys):

@@ -1,0 +1,30 @@
+"""The stage plan is fitted to the cluster: no GPU -> CPU, too few CPUs -> smaller shares, too
+many GPUs asked -> a clear refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from openuni_builder.config import load_config
+from openuni_builder.runtime import PlanError, plan
+from tests.conftest import tiny_config
+
+ANNOTATORS = ("  flow: {backend: dis, resources: {num_cpus: 2, concurrency: 2}}\n"
+              "  depth: {resources: {num_gpus: 0.5, concurrency: 2}}\n")
+
+
+def test_gpu_asks_are_dropped_when_no_gpu_is_visible(tmp_path):
+    stages = {s.name: s for s in plan(load_config(tiny_config(tmp_path, ANNOTATORS)), 16, 0)}
+    assert stages["depth"].resources.num_gpus == 0 and stages["depth"].kind == "actors"
+    assert [s for s in stages] == ["decode", "flow", "depth", "encode"]
+
+
+def test_actor_cpu_shares_shrink_to_leave_room_for_the_cpu_stages(tmp_path):
+    stages = plan(load_config(tiny_config(tmp_path, ANNOTATORS)), 2, 1)
+    pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
+    assert pinned == pytest.approx(2 - 0.5)  # the tiny config's CPU stages take 0.5 CPU per task
+
+
+def test_more_gpus_than_the_cluster_has_is_refused(tmp_path):
+    with pytest.raises(PlanError, match="ask for 1 GPUs but the cluster has 0.5"):
+        plan(load_config(tiny_config(tmp_path, ANNOTATORS)), 16, 0.5)
