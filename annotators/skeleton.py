@@ -23,35 +23,11 @@ import numpy as np
 from annotators.base import Annotator, Resources
 from annotators.person_detect import PersonDetector, PersonTracks, check_frames, torch_device
 from openuni_builder.clip import Clip, ModalityOutput
+from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
 from openuni_builder.models import load_registry, model_dir, missing
 
-OPENPOSE18 = ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
-              "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar")
-COCO17 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-          "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
-          "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
-# COCO-17 index of each OpenPose-18 joint; the neck (-1) is derived from the shoulders.
-_COCO_OF_OPENPOSE = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 # BlazePose-33 landmark index of each COCO-17 keypoint.
 _BLAZEPOSE_OF_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-
-
-def coco17_to_openpose18(keypoints: np.ndarray, threshold: float = 0.3) -> np.ndarray:
-    """(..., 17, 3) COCO keypoints (x, y, score) -> (..., 18, 3) OpenPose-18.
-
-    Joints are reordered; the neck is the shoulder midpoint with the lower shoulder score when both
-    shoulders score >= `threshold`, else absent (all zeros).
-    """
-    keypoints = np.asarray(keypoints, np.float32)
-    if keypoints.shape[-2:] != (17, 3):
-        raise ValueError(f"expected (..., 17, 3) COCO keypoints, got {keypoints.shape}")
-    out = keypoints[..., [max(i, 0) for i in _COCO_OF_OPENPOSE], :].copy()
-    left, right = keypoints[..., 5, :], keypoints[..., 6, :]
-    both = (np.minimum(left[..., 2], right[..., 2]) >= threshold)[..., None]
-    neck = np.concatenate([(left[..., :2] + right[..., :2]) / 2,
-                           np.minimum(left[..., 2:], right[..., 2:])], axis=-1)
-    out[..., 1, :] = np.where(both, neck, 0.0)
-    return out
 
 
 class SkeletonAnnotator(Annotator):

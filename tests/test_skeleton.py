@@ -10,7 +10,8 @@ from tiny_humans import person_clip, save_tiny_rtdetr, save_tiny_vitpose
 from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
 from annotators import get_annotator
-from annotators.skeleton import OPENPOSE18, SkeletonAnnotator, coco17_to_openpose18
+from annotators.skeleton import SkeletonAnnotator
+from openuni_builder.pixelplanes.skeleton import OPENPOSE18, coco17_to_openpose18
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 
 
@@ -32,11 +33,12 @@ def test_coco17_to_openpose18_order_and_neck():
     coco[:, 1] = 100 + np.arange(17)
     coco[:, 2] = 0.9
     coco[5, 2], coco[6, 2] = 0.5, 0.8  # left / right shoulder
-    op = coco17_to_openpose18(coco, threshold=0.3)
+    op = coco17_to_openpose18(coco, min_score=0.3)
     assert op.shape == (18, 3) and len(OPENPOSE18) == 18
-    expected = {"Nose": 0, "RShoulder": 6, "RElbow": 8, "RWrist": 10, "LShoulder": 5, "LElbow": 7,
-                "LWrist": 9, "RHip": 12, "RKnee": 14, "RAnkle": 16, "LHip": 11, "LKnee": 13,
-                "LAnkle": 15, "REye": 2, "LEye": 1, "REar": 4, "LEar": 3}
+    expected = {"nose": 0, "right_shoulder": 6, "right_elbow": 8, "right_wrist": 10, "left_shoulder": 5,
+                "left_elbow": 7, "left_wrist": 9, "right_hip": 12, "right_knee": 14, "right_ankle": 16,
+                "left_hip": 11, "left_knee": 13, "left_ankle": 15, "right_eye": 2, "left_eye": 1,
+                "right_ear": 4, "left_ear": 3}
     for name, coco_index in expected.items():
         assert op[OPENPOSE18.index(name), 0] == coco_index, name
     np.testing.assert_allclose(op[1], [5.5, 105.5, 0.5])  # neck: shoulder midpoint, weaker score
