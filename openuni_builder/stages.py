@@ -16,6 +16,7 @@ import numpy as np
 from annotators import get_annotator
 from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip
+from openuni_builder.download import fetch_video
 from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def decode_row(row: Row) -> Row:
     clip = Clip.from_bytes(row["clip"])
     req = clip.request
     try:
+        if req.extra.get("download_url"):
+            fetch_video(req.extra["download_url"], req.path)
         clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
     except BadVideo as exc:
         clip.fail("decode", str(exc))

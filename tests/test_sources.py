@@ -130,3 +130,24 @@ def test_keys_are_stable_and_distinct():
     b = ClipRequest(source="s", video_id="v.1", path="other/path", start=1.0, end=2.0)
     c = ClipRequest(source="s", video_id="v.1", path="p", start=1.0, end=2.5)
     assert a.key == b.key != c.key and "." not in a.key
+
+
+def test_download_is_opt_in_and_a_failed_fetch_names_its_reason(tmp_path, monkeypatch):
+    import builtins
+
+    from openuni_builder.download import fetch_video
+    from openuni_builder.video_io import BadVideo
+
+    meta = tmp_path / "koala.csv"
+    pd.DataFrame({"videoID": ["abc_0"], "url": ["https://www.youtube.com/watch?v=abc"],
+                  "timestamp": ["['0:00:00.0', '0:00:03.0']"], "caption": ["c"]}).to_csv(meta, index=False)
+    plain = next(get_source("koala36m").requests(ctx(tmp_path, meta, tmp_path)))
+    assert "download_url" not in plain.extra
+    opted = SourceContext(input=meta, work_dir=tmp_path, spec=SPEC, video_root=tmp_path, download=True)
+    req = next(get_source("koala36m").requests(opted))
+    assert req.extra["download_url"] == "https://www.youtube.com/watch?v=abc"
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "yt_dlp" else real_import(name, *a, **k))
+    with pytest.raises(BadVideo, match=r"openuni-builder\[download\]"):
+        fetch_video(req.extra["download_url"], req.path)

@@ -109,6 +109,11 @@ def numeric_scores(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, f
     return out
 
 
+def download_url(ctx: SourceContext, path: Path, url: str | None) -> dict[str, str]:
+    """`{"download_url": url}` when --download is on and the video is not on disk yet, else {}."""
+    return {"download_url": url} if ctx.download and url and not path.exists() else {}
+
+
 def find_video(root: Path | None, video_id: str) -> Path:
     """The video named `video_id.<ext>` under `root` (searched recursively once per id).
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from openuni_builder.clip import ClipRequest
-from openuni_builder.sources.base import (SourceContext, SourceError, find_video, numeric_scores,
-                                          parse_literal, parse_timestamp, read_table)
+from openuni_builder.sources.base import (SourceContext, SourceError, download_url, find_video,
+                                          numeric_scores, parse_literal, parse_timestamp, read_table)
 from openuni_builder.sources.remote import fetch_metadata
 
 SCORE_COLUMNS = ("clarity_score", "aesthetic_score", "motion_score", "video_training_suitability_score")
@@ -26,10 +26,10 @@ class Koala36M:
             if not youtube_id:
                 youtube_id, index = video_id, "0"
             start, end = (parse_timestamp(t) for t in parse_literal(row["timestamp"]))
+            path = find_video(ctx.video_root, youtube_id)
             yield ClipRequest(
-                source=self.name, video_id=youtube_id,
-                path=str(find_video(ctx.video_root, youtube_id)),
+                source=self.name, video_id=youtube_id, path=str(path),
                 start=start, end=end, caption=row.get("caption"),
                 scores=numeric_scores(row, SCORE_COLUMNS),
-                extra={"url": row.get("url"), "videoID": video_id},
+                extra={"url": row.get("url"), "videoID": video_id, **download_url(ctx, path, row.get("url"))},
                 clip_index=int(index) if index.isdigit() else 0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from openuni_builder.clip import ClipRequest
-from openuni_builder.sources.base import (SourceContext, SourceError, find_video, parse_literal,
-                                          parse_timestamp, read_table)
+from openuni_builder.sources.base import (SourceContext, SourceError, download_url, find_video,
+                                          parse_literal, parse_timestamp, read_table)
 
 DOWNLOAD_PAGE = "https://snap-research.github.io/Panda-70M/"
 
@@ -27,15 +27,16 @@ class Panda70M:
             matching = _per_clip(row.get("matching_score"), len(stamps), video_id, "matching_score")
             desirable = _per_clip(row.get("desirable_filtering"), len(stamps), video_id, "desirable_filtering")
             shots = _per_clip(row.get("shot_boundary_detection"), len(stamps), video_id, "shot_boundary_detection")
-            path = str(find_video(ctx.video_root, video_id))
+            path = find_video(ctx.video_root, video_id)
+            fetch = download_url(ctx, path, row.get("url"))
             for i, (start, end) in enumerate(stamps):
                 scores = {"matching_score": float(matching[i])} if matching[i] is not None else {}
                 yield ClipRequest(
-                    source=self.name, video_id=video_id, path=path,
+                    source=self.name, video_id=video_id, path=str(path),
                     start=parse_timestamp(start), end=parse_timestamp(end), caption=captions[i],
                     scores=scores,
                     extra={"url": row.get("url"), "desirable_filtering": desirable[i],
-                           "shot_boundary_detection": shots[i]},
+                           "shot_boundary_detection": shots[i], **fetch},
                     clip_index=i)
 
 
