@@ -20,7 +20,8 @@ EPILOG = """examples:
   openuni-build --source folder --input my_videos/ --shards out/ --address auto
 
 Rerunning the same command resumes: finished clips are skipped, failed ones are retried only with
---retry-failed. Output: OUT/shards/*.tar, OUT/index.parquet, OUT/stats.json, OUT/ledger/.
+--retry-failed. Output: OUT/shards/*.tar, OUT/index.parquet, OUT/stats.json, OUT/ledger/,
+OUT/build.log.
 """
 
 
@@ -57,8 +58,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.shards.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[logging.StreamHandler(), logging.FileHandler(args.shards / "build.log")])
     opts = BuildOptions(source=args.source, out=args.shards, input=args.input, config=args.config,
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
