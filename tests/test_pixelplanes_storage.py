@@ -1,5 +1,7 @@
 """Raw sidecars (dtype policy, exact round trip, refused lossy casts) and storage choices."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -13,17 +15,21 @@ def test_sidecar_casts_to_documented_dtypes_and_round_trips():
            "ids": rng.integers(0, 300, (3, 4, 6)).astype(np.int64),
            "extra": np.arange(3, dtype=np.int32)}
     back = pixelplanes.load_raw(pixelplanes.save_raw(raw))
-    assert back["flow"].dtype == np.float16 and back["ids"].dtype == np.uint16
+    assert back["flow"].dtype == np.float32 and back["ids"].dtype == np.uint16
     assert back["extra"].dtype == np.int32  # unknown keys keep their dtype
     np.testing.assert_array_equal(back["ids"], raw["ids"])
-    np.testing.assert_allclose(back["flow"], raw["flow"], rtol=1e-3, atol=1e-4)
+    assert np.abs(back["flow"] - raw["flow"]).max() <= 1 / 128 + 1e-6  # KITTI fixed point, 1/64 px
+    with np.load(io.BytesIO(pixelplanes.save_raw(raw))) as npz:
+        assert npz["flow"].dtype == np.int16
 
 
 def test_sidecar_refuses_lossy_casts():
     with pytest.raises(ValueError, match="outside uint16"):
         pixelplanes.save_raw({"ids": np.array([70000])})
     with pytest.raises(ValueError, match="overflows float16"):
-        pixelplanes.save_raw({"flow": np.array([1e6], np.float32)})
+        pixelplanes.save_raw({"disparity": np.array([1e6], np.float32)})
+    with pytest.raises(ValueError, match="fixed-point range"):
+        pixelplanes.save_raw({"flow": np.array([600.0], np.float32)})
 
 
 def test_storage_choices():
