@@ -70,6 +70,8 @@ def read_samples(out: Path) -> Iterator[dict[str, Any]]:
 def ground_truth(out: Path, meta: dict[str, Any]) -> tuple[Path, Arrays]:
     """The clip's ground truth, checked against its size; found at `extra.ground_truth` or, for a
     build directory that has moved, under OUT/sources/synthetic/ by file name."""
+    if not meta["extra"].get("ground_truth"):
+        raise EvalError(f"{meta['key']}: a synthetic clip without extra.ground_truth in its JSON")
     recorded = Path(meta["extra"]["ground_truth"])
     path = recorded if recorded.exists() else out / "sources" / "synthetic" / recorded.name
     if not path.exists():
