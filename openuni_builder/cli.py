@@ -14,6 +14,7 @@ from openuni_builder.sources import SOURCES, SourceError
 
 EPILOG = """examples:
   openuni-build --source samples --shards out/                       # bundled sample videos
+  openuni-build --source synthetic --shards out/ && openuni-eval out/  # score against exact ground truth
   openuni-build --source koala36m --input koala.csv --video-root videos/ --shards out/
   openuni-build --source panda70m --input panda70m_2m.csv --video-root videos/ --shards out/
   openuni-build --source manifest --input clips.parquet --shards out/ --limit 1000
@@ -30,8 +31,9 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, choices=sorted(SOURCES),
                    help="where clips come from: koala36m / panda70m metadata, a manifest (csv/parquet/jsonl "
-                        "with path, start, end, caption), a folder of videos (split into shots), or the "
-                        "bundled samples (real videos + synthetic clips with exact ground truth)")
+                        "with path, start, end, caption), a folder of videos (split into shots), the bundled "
+                        "samples (real videos + synthetic clips with exact ground truth), or the synthetic "
+                        "clips alone (a build openuni-eval scores)")
     p.add_argument("--input", type=Path,
                    help="metadata file(s) or directory for the source (koala36m is fetched from its public "
                         "dataset repository when omitted and the machine is online)")

@@ -26,7 +26,9 @@ def align_scale_shift(pred: np.ndarray, gt_inv: np.ndarray, mask: np.ndarray | N
     """Least-squares (scale, shift) with scale*pred + shift ~= gt_inv on `mask` (all pixels if None).
 
     Closed form of the 2x2 normal equations: scale = cov(pred, gt) / var(pred),
-    shift = mean(gt) - scale * mean(pred). Raises if fewer than 2 pixels or a constant prediction.
+    shift = mean(gt) - scale * mean(pred). Raises if fewer than 2 pixels or a constant prediction;
+    "constant" is judged relative to the prediction's own magnitude, because a relative disparity
+    has an arbitrary scale (a valid one may span 1e-7).
     """
     p, g = _masked(pred, gt_inv, mask)
     if p.size < 2:
@@ -34,7 +36,7 @@ def align_scale_shift(pred: np.ndarray, gt_inv: np.ndarray, mask: np.ndarray | N
     p, g = p.astype(np.float64), g.astype(np.float64)
     pm, gm = p.mean(), g.mean()
     var = np.mean((p - pm) ** 2)
-    if var <= 1e-12 * max(1.0, pm * pm):
+    if var <= 1e-12 * np.mean(p * p):
         raise ValueError("prediction is constant on the mask: scale and shift are undetermined")
     scale = float(np.mean((p - pm) * (g - gm)) / var)
     return scale, float(gm - scale * pm)

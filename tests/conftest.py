@@ -53,7 +53,22 @@ def write_audio_only(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def ray_model_cache(tmp_path_factory):
+    """The model cache the embedded Ray's workers see, set before Ray starts: workers keep the
+    environment of that moment, so a test's `monkeypatch.setenv` never reaches them. Empty, so
+    builds do not depend on models cached on the machine; a test that builds with a tiny model
+    writes it here and removes it afterwards."""
+    from openuni_builder.models import CACHE_ENV
+
+    path = tmp_path_factory.mktemp("ray_model_cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv(CACHE_ENV, str(path))
+    yield path
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_model_cache):
     """One embedded Ray for every test that builds (starting Ray costs seconds)."""
     import ray
 

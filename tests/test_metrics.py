@@ -20,6 +20,12 @@ def test_align_recovers_scale_and_shift(gt_depth):
     assert scale == pytest.approx(4.0, rel=1e-5) and shift == pytest.approx(0.05, abs=1e-6)
 
 
+def test_align_is_scale_invariant(gt_depth):
+    for tiny in (1e-7, 1e7):  # a relative disparity may have any magnitude
+        scale, shift = align_scale_shift(tiny / gt_depth, 1 / gt_depth)
+        assert scale * tiny == pytest.approx(1.0, rel=1e-6) and shift == pytest.approx(0.0, abs=1e-9)
+
+
 def test_align_uses_only_masked_pixels():
     pred = np.array([1.0, 2.0, 3.0, 100.0])
     gt_inv = np.array([3.0, 5.0, 7.0, 0.0])  # 2 * pred + 1 on the first three

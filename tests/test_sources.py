@@ -123,6 +123,22 @@ def test_folder_splits_videos_into_shots(tmp_path):
     assert all(KEY_RE.match(r.key) for r in reqs)
 
 
+def test_synthetic_renders_lazily_at_the_build_spec_with_ground_truth(tmp_path):
+    from itertools import islice
+
+    from openuni_builder.synthetic import load_gt
+
+    reqs = list(islice(get_source("synthetic").requests(ctx(tmp_path, None)), 2))  # as --limit 2 does
+    assert [r.video_id for r in reqs] == ["synthetic_0", "synthetic_1"]
+    assert sorted(p.name for p in (tmp_path / "out" / "sources" / "synthetic").iterdir()) == [
+        "synthetic_0.gt.npz", "synthetic_0.mp4", "synthetic_1.gt.npz", "synthetic_1.mp4"]
+    for seed, req in enumerate(reqs):
+        assert req.source == "synthetic" and req.extra["kind"] == "synthetic" and req.extra["seed"] == seed
+        assert load_gt(req.extra["ground_truth"])["ids"].shape == (SPEC.num_frames, SPEC.height, SPEC.width)
+    with pytest.raises(SourceError, match="takes no --input"):
+        next(get_source("synthetic").requests(ctx(tmp_path, tmp_path)))
+
+
 def test_keys_are_stable_and_distinct():
     from openuni_builder.clip import ClipRequest
 

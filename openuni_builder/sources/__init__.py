@@ -7,9 +7,9 @@ from openuni_builder.sources.folder import Folder
 from openuni_builder.sources.koala import Koala36M
 from openuni_builder.sources.manifest import Manifest
 from openuni_builder.sources.panda import Panda70M
-from openuni_builder.sources.samples import Samples
+from openuni_builder.sources.samples import Samples, Synthetic
 
-SOURCES: dict[str, type] = {cls.name: cls for cls in (Koala36M, Panda70M, Manifest, Folder, Samples)}
+SOURCES: dict[str, type] = {cls.name: cls for cls in (Koala36M, Panda70M, Manifest, Folder, Samples, Synthetic)}
 
 
 def get_source(name: str) -> Source:
