@@ -26,7 +26,7 @@ from annotators import get_annotator
 from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
-from openuni_builder.filters import in_phase, parse_filters, schedule
+from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.stages import AnnotatorStage, decode_row, encode_row, filter_row, screen_row
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
     filters = parse_filters(cfg.filters)
-    early = in_phase(filters, "probe") + in_phase(filters, "content")
+    early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
     ds = ds.map(partial(decode_row, filters=early), num_cpus=decode.num_cpus,
                 compute=TaskPoolStrategy(size=decode.concurrency))
@@ -121,7 +121,7 @@ def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, progress: bool 
     clip back without its frames (dropped, failed, or kept with its perceptual hash)."""
     filters = parse_filters(cfg.filters)
     ds = _requests_dataset(requests, cfg, progress)
-    ds = ds.map(partial(screen_row, filters=in_phase(filters, "probe") + in_phase(filters, "content")),
+    ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated")),
                 num_cpus=cfg.decode.num_cpus, compute=TaskPoolStrategy(size=cfg.decode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])

@@ -26,13 +26,14 @@ Row = dict[str, Any]
 def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
     """Cut and normalise the clip's frames from its source video.
 
-    `filters` are the probe-phase filters (run before decoding, so a clip they drop is never
-    decoded) and the content-phase filters (run on the decoded frames).
+    `filters` are the listing and probe filters (run before decoding, so a clip they drop is
+    never decoded; listing filters already ran on the driver and run again only to record their
+    values in KEY.json) and the content filters (run on the decoded frames).
     """
     clip = Clip.from_bytes(row["clip"])
     req = clip.request
     try:
-        run_filters(clip, tuple(f for f in filters if f.phase == "probe"))
+        run_filters(clip, tuple(f for f in filters if f.phase in ("listing", "probe")))
         if clip.ok:
             clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
             run_filters(clip, tuple(f for f in filters if f.phase == "content"))
