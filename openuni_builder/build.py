@@ -21,9 +21,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from annotators import get_annotator
+from openuni_builder.card import publish
 from openuni_builder.config import BuildConfig, load_config
+from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import init_ray, run_stages
+from openuni_builder.screening import prefilter, record_rejected
 from openuni_builder.shards import ShardWriter
 from openuni_builder.sources import SourceContext, get_source
 from pipelines import resolve
@@ -69,32 +72,38 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     duplicates = len(requests) - len(unique)
     ledger = Ledger(out)
     writer = ShardWriter(out, ledger, cfg.shard_max_samples, cfg.shard_max_bytes)
-    done, failed = ledger.done(), ledger.failed()
-    todo = [r for r in unique.values() if r.key not in done and (opts.retry_failed or r.key not in failed)]
+    prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+    done, failed, filtered = ledger.done(), ledger.failed(), ledger.filtered(prints)
+    todo = [r for r in unique.values()
+            if r.key not in done and r.key not in filtered and (opts.retry_failed or r.key not in failed)]
     todo.sort(key=lambda r: r.key)
-    log.info("%d clips listed, %d already done, %d failed before%s, %d to process",
-             len(unique), sum(k in done for k in unique), sum(k in failed for k in unique),
+    log.info("%d clips listed, %d already done, %d filtered before, %d failed before%s, %d to process",
+             len(unique), sum(k in done for k in unique), sum(k in filtered for k in unique),
+             sum(k in failed for k in unique),
              " (retrying)" if opts.retry_failed else " (skipped; --retry-failed retries them)", len(todo))
 
+    processed = len(todo)
     run_failures: Counter[str] = Counter()
+    run_drops: Counter[str] = Counter()
     if todo:
         init_ray(opts.address, opts.num_cpus)
+        todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress)
+    if todo:
         bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress)
         try:
             for clip in run_stages(todo, cfg, dry_run=opts.dry_run, progress=opts.progress):
                 if clip.ok:
                     writer.add(clip.key, clip.members, json.loads(clip.members["json"]))
                 else:
-                    run_failures[clip.failed_stage] += 1
-                    req = clip.request
-                    ledger.mark_failed(clip.key, clip.failed_stage, clip.error, source=req.source,
-                                       video_id=req.video_id, path=req.path, start=req.start, end=req.end)
+                    kind, name = record_rejected(ledger, clip, prints)
+                    (run_drops if kind == "filtered" else run_failures)[name] += 1
                 bar.update()
         finally:
             writer.close()
             bar.close()
-    stats = _finish(out, cfg, opts, ledger, skipped, started, len(unique), duplicates, len(todo),
-                    writer.written, run_failures)
+    stats = _finish(out, cfg, opts, ledger, skipped, started, len(unique), duplicates, processed,
+                    writer.written, run_failures, run_drops)
+    publish(out, cfg)
     return stats
 
 
@@ -127,26 +136,31 @@ def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
 
 def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
             started: float, listed: int, duplicates: int, processed: int, written: int,
-            run_failures: Counter) -> dict[str, Any]:
+            run_failures: Counter, run_drops: Counter) -> dict[str, Any]:
+    filters = parse_filters(cfg.filters)
     done, failed = ledger.done(), ledger.failed()
+    filtered = ledger.filtered({f.name: f.fingerprint for f in filters})
     rows = list(done.values())
     if rows:
         frame = pd.DataFrame(rows)
-        for col in ("member_bytes", "scores", "filters"):
-            frame[col] = frame[col].map(json.dumps)
+        for col in ("member_bytes", "scores", "filters", "facts"):
+            frame[col] = frame[col].map(lambda v: json.dumps(v if isinstance(v, dict) else {}))
         frame.to_parquet(out / "index.parquet", index=False)
     wall = time.time() - started
     stats = {
         "pipeline": cfg.name, "source": opts.source, "spec": asdict(cfg.spec), "dry_run": opts.dry_run,
         "modalities": {"produced": [a.name for a in cfg.annotators], "skipped": skipped},
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
-                "written": written, "failed": sum(run_failures.values()),
+                "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
                 "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
                 "clips_per_s": round(written / wall, 3) if wall else None},
         "total": {"samples": len(done), "shards": len({r["shard"] for r in rows}),
                   "bytes": sum(r["bytes"] for r in rows), "failed": len(failed),
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
-                  "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values()))},
+                  "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values())),
+                  "filtered": len(filtered)},
+        "filters": {"config": cfg.filters, "inactive": schedule(filters, [a.name for a in cfg.annotators])[1],
+                    "run": dict(run_drops), "total": dict(Counter(r["filter"] for r in filtered.values()))},
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats
@@ -169,5 +183,7 @@ def summary(stats: dict[str, Any], out: Path) -> str:
         lines.append(f"  skipped {name}: {reason}")
     for kind, n in total["failed_by_reason"].items():
         lines.append(f"  failed x{n}: {kind}")
-    lines.append(f"  output: {out}/shards, index.parquet, stats.json, ledger/")
+    for name, n in stats["filters"]["total"].items():
+        lines.append(f"  filtered x{n}: {name}")
+    lines.append(f"  output: {out}/shards, index.parquet, stats.json, ledger/, README.md (dataset card)")
     return "\n".join(lines)

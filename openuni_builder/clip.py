@@ -114,7 +114,9 @@ class Clip:
     """A decoded clip in flight: frames (T, H, W, 3) uint8 RGB plus annotations so far.
 
     `error`/`failed_stage` are set by the first stage that fails; later stages pass the clip
-    through untouched so the driver can write the failure to the ledger.
+    through untouched so the driver can write the failure to the ledger. `dropped` is set by the
+    filter that rejects a clip (filter, reason, values): not a failure, but later stages skip it
+    the same way and the driver records it in `ledger/filtered.jsonl`.
     """
 
     request: ClipRequest
@@ -126,6 +128,7 @@ class Clip:
     error: str | None = None
     failed_stage: str | None = None
     members: dict[str, bytes] = field(default_factory=dict)
+    dropped: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -133,12 +136,18 @@ class Clip:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.dropped is None
 
     def fail(self, stage: str, exc: BaseException | str) -> "Clip":
         """Mark the clip failed at `stage` and drop its heavy payload (nothing downstream needs it)."""
         reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.error, self.failed_stage = reason, stage
+        self.frames, self.outputs, self.members = None, {}, {}
+        return self
+
+    def drop(self, filter_name: str, reason: str, values: dict[str, Any]) -> "Clip":
+        """Mark the clip rejected by a filter and drop its heavy payload."""
+        self.dropped = {"filter": filter_name, "reason": reason, "values": values}
         self.frames, self.outputs, self.members = None, {}, {}
         return self
 

@@ -13,9 +13,13 @@ from typing import Any
 import yaml
 
 from annotators.base import Resources
+from openuni_builder.balance import BalanceConfig
 from openuni_builder.clip import ClipSpec
+from openuni_builder.filters import parse_filters
 
-TOP_KEYS = {"name", "description", "clip", "caption", "annotators", "stages", "shards", "filters", "balance"}
+TOP_KEYS = {"name", "description", "clip", "caption", "annotators", "stages", "shards", "filters", "balance",
+            "previews"}
+PREVIEW_KEYS = {"samples": 4, "animated": False, "frames": 6}
 CAPTION_CHOICES = ("source", "generated")
 
 
@@ -42,6 +46,7 @@ class BuildConfig:
     shard_max_bytes: int = 1_000_000_000
     filters: dict[str, Any] = field(default_factory=dict)
     balance: dict[str, Any] = field(default_factory=dict)
+    previews: dict[str, Any] = field(default_factory=lambda: dict(PREVIEW_KEYS))
     path: str | None = None
 
     def without(self, skipped: set[str]) -> "BuildConfig":
@@ -71,6 +76,15 @@ def load_config(path: str | Path) -> BuildConfig:
     for name, block in (raw.get("annotators") or {}).items():
         block = dict(block or {})
         annotators.append(AnnotatorConfig(name=name, resources=block.pop("resources", {}) or {}, options=block))
+    try:  # filters and balance are parsed again where they run; here only to fail early
+        parse_filters(raw.get("filters"))
+        if raw.get("balance"):
+            BalanceConfig.from_dict(raw["balance"])
+    except (ValueError, TypeError) as exc:  # FilterConfigError, BalanceError, or a bad number
+        raise ConfigError(f"{path}: {exc}") from exc
+    previews = raw.get("previews") or {}
+    if not isinstance(previews, dict) or set(previews) - set(PREVIEW_KEYS):
+        raise ConfigError(f"{path}: previews must be a mapping with keys {sorted(PREVIEW_KEYS)}, got {previews!r}")
     stages = raw.get("stages") or {}
     shards = raw.get("shards") or {}
     try:
@@ -82,6 +96,6 @@ def load_config(path: str | Path) -> BuildConfig:
             shard_max_samples=int(shards.get("max_samples", 256)),
             shard_max_bytes=int(float(shards.get("max_bytes", 1e9))),
             filters=dict(raw.get("filters") or {}), balance=dict(raw.get("balance") or {}),
-            path=str(path))
+            previews={**PREVIEW_KEYS, **previews}, path=str(path))
     except TypeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -1,17 +1,23 @@
 """Contact sheets: a few frames of a clip (columns) by its RGB and Pixelplanes videos (rows).
 
 For eyeballing a build: alignment errors, flicker and wrong colour conventions show at a glance.
-`python -m openuni_builder.previews SHARD.tar OUT_DIR [--max N]` writes one PNG per sample.
+`python -m openuni_builder.previews SHARD.tar OUT_DIR [--max N]` writes one PNG per sample; every
+build writes `OUT/previews/KEY.png` (and with `previews.animated`, `KEY.gif`: all modalities side
+by side, frame by frame) for its first samples (`write_previews`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tarfile
+from itertools import islice
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from openuni_builder.video_io import decode_mp4
 
@@ -68,14 +74,65 @@ def sample_contact_sheet(members: dict[str, bytes], n_frames: int = 6) -> np.nda
 
 def shard_samples(path: str | Path) -> dict[str, dict[str, bytes]]:
     """All samples of a WebDataset tar as {key: {suffix: bytes}} (key = name up to the first dot)."""
-    samples: dict[str, dict[str, bytes]] = {}
+    return dict(iter_samples(path))
+
+
+def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: bytes}) of each sample of a WebDataset tar, one sample in memory at a time
+    (a sample's members are contiguous in the tar)."""
+    key, members = None, {}
     with tarfile.open(path) as tar:
         for info in tar:
             if info.isfile():
-                name = info.name.rsplit("/", 1)[-1]
-                key, _, suffix = name.partition(".")
-                samples.setdefault(key, {})[suffix] = tar.extractfile(info).read()
-    return samples
+                name_key, _, suffix = info.name.rsplit("/", 1)[-1].partition(".")
+                if key is not None and name_key != key:
+                    yield key, members
+                    members = {}
+                key = name_key
+                members[suffix] = tar.extractfile(info).read()
+    if key is not None:
+        yield key, members
+
+
+def animated_frames(members: dict[str, bytes]) -> list[np.ndarray]:
+    """Per clip frame, the RGB frame and every Pixelplanes frame side by side, labelled."""
+    videos = {"rgb": decode_mp4(members["mp4"]), **{
+        suffix[:-len(".mp4")]: decode_mp4(data) for suffix, data in sorted(members.items())
+        if suffix.endswith(".mp4") and suffix != "mp4"}}
+    t, h, w, _ = videos["rgb"].shape
+    frames = []
+    for i in range(t):
+        strip = np.full((HEADER + h, len(videos) * (w + GAP), 3), 255, np.uint8)
+        for col, (name, video) in enumerate(videos.items()):
+            strip[HEADER:, col * (w + GAP):col * (w + GAP) + w] = video[i]
+            _text(strip, name, (col * (w + GAP) + 2, HEADER - 6))
+        frames.append(strip)
+    return frames
+
+
+def save_gif(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
+    """Write RGB frames as a looping animated GIF at `fps`."""
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)), loop=0)
+
+
+def write_previews(out: str | Path, samples: int = 4, animated: bool = False, frames: int = 6) -> list[Path]:
+    """`OUT/previews/KEY.png` (and `KEY.gif` when `animated`) for the first `samples` samples in
+    shard order; returns the PNG paths. Previews of an earlier run are replaced."""
+    folder = Path(out) / "previews"
+    for old in folder.glob("*.*"):
+        old.unlink()
+    written: list[Path] = []
+    for shard in sorted((Path(out) / "shards").glob("*.tar")):
+        for key, members in iter_samples(shard):
+            if len(written) == samples:
+                return written
+            save_png(folder / f"{key}.png", sample_contact_sheet(members, frames))
+            if animated:
+                fps = float(json.loads(members["json"]).get("fps") or 8)
+                save_gif(folder / f"{key}.gif", animated_frames(members), fps)
+            written.append(folder / f"{key}.png")
+    return written
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max", type=int, default=4, help="samples to render (default 4)")
     parser.add_argument("--frames", type=int, default=6, help="frames per row (default 6)")
     args = parser.parse_args(argv)
-    for key, members in list(shard_samples(args.shard).items())[:args.max]:
+    for key, members in islice(iter_samples(args.shard), args.max):
         save_png(Path(args.out_dir) / f"{key}.png", sample_contact_sheet(members, args.frames))
         print(Path(args.out_dir) / f"{key}.png")
 

@@ -2,6 +2,9 @@
 
     requests -> decode (tasks, CPU) -> annotator 1 (actor pool) -> ... -> encode (tasks, CPU) -> driver
 
+Filters (openuni_builder/filters.py) ride along: probe and content filters inside decode, each
+annotated-phase filter as a small task stage right after the last annotator it needs.
+
 CPU stages run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
 pool (`map_batches` with a callable class) sized by its declared `Resources` plus config
 overrides, so GPU fractions pack several annotators on one GPU. The driver iterates the streaming
@@ -23,7 +26,8 @@ from annotators import get_annotator
 from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
-from openuni_builder.stages import AnnotatorStage, decode_row, encode_row
+from openuni_builder.filters import parse_filters, schedule
+from openuni_builder.stages import AnnotatorStage, decode_row, encode_row, filter_row, screen_row
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +99,43 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
 def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool = False,
                progress: bool = True) -> Iterator[Clip]:
     """Yield every request back as a finished or failed Clip, in completion order."""
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
-    ctx.enable_operator_progress_bars = progress
-    items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in requests]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
+    ds = _requests_dataset(requests, cfg, progress)
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
-    ds = ds.map(decode_row, num_cpus=decode.num_cpus, compute=TaskPoolStrategy(size=decode.concurrency))
-    for stage, a in zip(stages[1:-1], cfg.annotators):
+    filters = parse_filters(cfg.filters)
+    early = tuple(f for f in filters if f.phase != "annotated")
+    after, _ = schedule(filters, [a.name for a in cfg.annotators])
+    ds = ds.map(partial(decode_row, filters=early), num_cpus=decode.num_cpus,
+                compute=TaskPoolStrategy(size=decode.concurrency))
+    for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options},
                             batch_size=r.batch_size, compute=ActorPoolStrategy(size=r.concurrency), num_cpus=r.num_cpus,
                             num_gpus=r.num_gpus, batch_format="numpy")
+        if i in after:
+            ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
+                        compute=TaskPoolStrategy(size=encode.concurrency))
     video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])
+
+
+def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, progress: bool = True) -> Iterator[Clip]:
+    """The near-duplicate screen pass: decode with the probe and content filters, and yield every
+    clip back without its frames (dropped, failed, or kept with its perceptual hash)."""
+    filters = parse_filters(cfg.filters)
+    ds = _requests_dataset(requests, cfg, progress)
+    ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated")),
+                num_cpus=cfg.decode.num_cpus, compute=TaskPoolStrategy(size=cfg.decode.concurrency))
+    for row in ds.iter_rows():
+        yield Clip.from_bytes(row["clip"])
+
+
+def _requests_dataset(requests: list[ClipRequest], cfg: BuildConfig, progress: bool) -> ray.data.Dataset:
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.enable_operator_progress_bars = progress
+    items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in requests]
+    return ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))

@@ -35,7 +35,24 @@ def index_row(key: str, shard: str, members: dict[str, bytes], meta: dict[str, A
         "members": sorted(members), "member_bytes": {m: len(b) for m, b in members.items()},
         "bytes": sum(len(b) for b in members.values()), "scores": meta.get("scores", {}),
         "filters": meta.get("filters", {}), "dry_run": bool(meta.get("dry_run", False)),
+        "duration": _segment_duration(meta), "facts": _facts(meta),
     }
+
+
+def _segment_duration(meta: dict[str, Any]) -> float | None:
+    """Seconds of the source segment the clip was cut from (the whole video without start/end)."""
+    end = meta.get("end")
+    if end is None:
+        end = (meta.get("source_video") or {}).get("src_duration")
+    return None if end is None else round(float(end) - float(meta.get("start") or 0.0), 4)
+
+
+def _facts(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Numeric and boolean per-modality facts (person and entity counts, flags) for the index, so
+    balancing and the dataset card need not reopen every sample."""
+    sections = {**(meta.get("annotations") or {}), **(meta.get("modalities") or {})}
+    return {name: {k: v for k, v in section.items() if isinstance(v, (bool, int, float))}
+            for name, section in sections.items() if isinstance(section, dict)}
 
 
 class ShardWriter:

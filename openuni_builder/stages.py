@@ -17,24 +17,54 @@ from annotators import get_annotator
 from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip
 from openuni_builder.download import fetch_video
+from openuni_builder.filters import Filter, run_filters
 from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def decode_row(row: Row) -> Row:
-    """Cut and normalise the clip's frames from its source video."""
+def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
+    """Cut and normalise the clip's frames from its source video.
+
+    `filters` are the listing and probe filters (run before decoding, so a clip they drop is
+    never decoded; listing filters already ran on the driver and run again only to record their
+    values in KEY.json) and the content filters (run on the decoded frames).
+    """
     clip = Clip.from_bytes(row["clip"])
     req = clip.request
     try:
         if req.extra.get("download_url"):
             fetch_video(req.extra["download_url"], req.path)
-        clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
+        run_filters(clip, tuple(f for f in filters if f.phase in ("listing", "probe")))
+        if clip.ok:
+            clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
+            run_filters(clip, tuple(f for f in filters if f.phase == "content"))
     except BadVideo as exc:
         clip.fail("decode", str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the stage
         clip.fail("decode", exc)
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def screen_row(row: Row, filters: tuple[Filter, ...]) -> Row:
+    """`decode_row` without returning the frames: the near-duplicate screen pass only needs the
+    filter values (the perceptual hash) and the verdicts."""
+    clip = Clip.from_bytes(decode_row(row, filters)["clip"])
+    clip.frames = None
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def filter_row(row: Row, filters: tuple[Filter, ...]) -> Row:
+    """Run annotated-phase filters on a clip whose needed annotators have run."""
+    clip = Clip.from_bytes(row["clip"])
+    for f in filters:
+        if not clip.ok:
+            break
+        try:
+            f.apply(clip)
+        except Exception as exc:  # a filter crash on one clip fails that clip, not the stage
+            clip.fail(f"filter:{f.name}", exc)
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 

@@ -1,0 +1,350 @@
+"""The dataset card: `OUT/README.md`, a Hugging Face dataset card written at the end of every build.
+
+Its YAML front matter (license, task categories, size category, tags, one `configs` entry per
+shard set, `dataset_info` with features and split sizes) is serialised by `huggingface_hub` and
+`datasets` themselves, and the features are inferred from the first samples exactly as the
+`datasets` webdataset builder infers them, so `load_dataset(OUT)` and
+`load_dataset("webdataset", data_files=...)` agree with the card. The markdown body says what is
+in a sample (every member and KEY.json field), how the build was made (source, filters with drop
+counts, balancing, annotator models with ids, revisions and licenses), plots, previews,
+limitations and citations. Everything is read back from OUT (stats.json, index.parquet,
+balance.json, the first sample), so `openuni-balance` can rewrite the card of an existing build.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from openuni_builder.balance import BalanceConfig, balance, read_index
+from openuni_builder.config import BuildConfig
+from openuni_builder.filters import FILTERS
+from openuni_builder.models import load_registry
+from openuni_builder.plots import write_plots
+from openuni_builder.previews import iter_samples, write_previews
+
+log = logging.getLogger(__name__)
+
+TASKS = {"depth": "depth-estimation", "seg": "image-segmentation", "skeleton": "keypoint-detection",
+         "densepose": "keypoint-detection"}
+SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+MODALITY_TEXT = {
+    "depth": "relative disparity (inverse depth, larger = nearer)",
+    "flow": "forward optical flow t -> t+1 in pixels",
+    "seg": "entity ids stable over the clip (0 = background)",
+    "skeleton": "OpenPose-18 keypoints per tracked person (x, y, score)",
+    "densepose": "DensePose IUV (part index 0..24, U, V)",
+}
+JSON_FIELDS = {
+    "key": "sample key (same as the member prefix)",
+    "source": "source parser (koala36m, panda70m, manifest, folder, samples)",
+    "video_id": "source video id", "clip_index": "index of the clip within its source video",
+    "path": "source video path at build time", "start": "segment start in the source video (s, null = 0)",
+    "end": "segment end in the source video (s, null = video end)",
+    "num_frames": "frames per clip (4k+1)", "fps": "clip frame rate", "height": "clip height (px)",
+    "width": "clip width (px)", "source_video": "source fps, duration, size and the clip window start",
+    "frame_times": "source timestamp (s) of every clip frame",
+    "caption": "the caption in KEY.txt", "caption_from": "which caption was chosen (source / generated)",
+    "caption_source": "the source's caption", "caption_generated": "the captioning model's caption",
+    "scores": "numeric quality columns of the source (e.g. Koala clarity, Panda matching score)",
+    "extra": "other source columns (e.g. Panda desirable_filtering, url)",
+    "filters": "values measured by every filter the clip passed (see Filters)",
+    "modalities": "per video modality: Pixelplanes parameters, storage, model provenance and facts",
+    "annotations": "per non-video annotation (captions): text, model and settings",
+    "dry_run": "true when annotations came from tiny random-weight models (--dry-run)",
+}
+CITATIONS = """```bibtex
+@article{huang2025unityvideo,
+  title   = {UnityVideo: Unified Multi-Modal Multi-Task Learning for Enhancing World-Aware Video Generation},
+  author  = {Huang, Jiehui and Zhang, Yuechen and He, Xu and Gao, Yuan and Cen, Zhi and Xia, Bin and
+             Zhou, Yan and Tao, Xin and Wan, Pengfei and Jia, Jiaya},
+  journal = {arXiv preprint arXiv:2512.07831},
+  year    = {2025}
+}
+
+@inproceedings{yang2025udpdiff,
+  title     = {Unified Dense Prediction of Video Diffusion},
+  author    = {Yang, Lehan and Qi, Lu and Li, Xiangtai and Li, Sheng and Jampani, Varun and Yang, Ming-Hsuan},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2025},
+  note      = {arXiv:2503.09344}
+}
+```"""
+
+
+def publish(out: Path, cfg: BuildConfig) -> None:
+    """Everything a person reads after a build: the balanced subset (when configured), previews
+    and the dataset card with its plots."""
+    out = Path(out)
+    if cfg.balance and (out / "index.parquet").exists():
+        report = balance(out, BalanceConfig.from_dict(cfg.balance), cfg.shard_max_samples)
+        log.info("balanced: %d of %d samples", report["total"]["after"], report["total"]["before"])
+    write_previews(out, **cfg.previews)
+    write_card(out)
+
+
+def write_card(out: Path) -> Path:
+    """Write OUT/README.md (and OUT/plots/*.png) from what the build left in OUT."""
+    from huggingface_hub import DatasetCardData
+
+    out = Path(out)
+    stats = json.loads((out / "stats.json").read_text())
+    rows = read_index(out) if (out / "index.parquet").exists() else []
+    report = _balance_report(out)
+    first = _first_sample(out / "shards")
+    meta = json.loads(first[1]["json"]) if first else {}
+    modalities = stats["modalities"]["produced"]
+    shard_sets = {"all": out / "shards", "balanced": out / "balanced" / "shards"}
+    configs, infos = [], {}
+    for name, folder in shard_sets.items():
+        shards = sorted(folder.glob("*.tar"))
+        if not shards:
+            continue
+        configs.append({"config_name": name, **({"default": True} if name == "all" else {}),
+                        "data_files": [{"split": "train", "path": f"{folder.relative_to(out).as_posix()}/*.tar"}]})
+        count = len(rows) if name == "all" else report["total"]["after"]
+        infos[name] = _dataset_info(shards, count)
+    data = DatasetCardData(
+        license="other", license_name="source-video-terms", pretty_name=f"OpenUni Builder: {stats['pipeline']}",
+        task_categories=sorted({"text-to-video", *(TASKS[m] for m in modalities if m in TASKS)}),
+        size_categories=[next(label for limit, label in SIZES if len(rows) < limit)],
+        tags=["webdataset", "video", "multimodal", "openuni", *modalities], configs=configs)
+    if infos:
+        from datasets.info import DatasetInfosDict
+
+        DatasetInfosDict(infos).to_dataset_card_data(data)
+    plots = write_plots(out, rows, stats, report)
+    body = _body(out, stats, rows, report, first, meta, plots)
+    path = out / "README.md"
+    path.write_text(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
+    return path
+
+
+def _balance_report(out: Path) -> dict[str, Any] | None:
+    path = out / "balance.json"
+    if path.exists() and list((out / "balanced" / "shards").glob("*.tar")):
+        return json.loads(path.read_text())
+    return None
+
+
+def _first_sample(folder: Path) -> tuple[str, dict[str, bytes]] | None:
+    shards = sorted(folder.glob("*.tar"))
+    return next(iter_samples(shards[0]), None) if shards else None
+
+
+def infer_features(shard: Path):
+    """The features the `datasets` webdataset builder infers for a shard: the first examples
+    decoded by its own decoders, merged into an Arrow schema, media extensions typed."""
+    from datasets import Audio, Features, Image, Video
+    from datasets.features.features import cast_to_python_objects
+    from datasets.packaged_modules.webdataset.webdataset import WebDataset
+
+    with tarfile.open(shard) as tar:
+        files = ((m.name, tar.extractfile(m)) for m in tar if m.isfile())
+        examples = list(islice(WebDataset._get_pipeline_from_tar(str(shard), files),
+                               WebDataset.NUM_EXAMPLES_FOR_FEATURES_INFERENCE))
+    tables = [pa.Table.from_pylist(cast_to_python_objects([e], only_1d_for_numpy=True)) for e in examples]
+    features = Features.from_arrow_schema(pa.concat_tables(tables, promote_options="default").schema)
+    media = [(WebDataset.IMAGE_EXTENSIONS, Image), (WebDataset.AUDIO_EXTENSIONS, Audio),
+             (WebDataset.VIDEO_EXTENSIONS, Video)]
+    for name in examples[0]:
+        extension = name.rsplit(".", 1)[-1].lower()
+        for extensions, feature in media:
+            if extension in extensions:
+                features[name] = feature()
+    return features
+
+
+def _dataset_info(shards: list[Path], count: int):
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    size = sum(p.stat().st_size for p in shards)
+    splits = SplitDict()
+    splits.add(SplitInfo(name="train", num_bytes=size, num_examples=count))
+    return DatasetInfo(features=infer_features(shards[0]), splits=splits, download_size=size, dataset_size=size)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+
+
+def _body(out: Path, stats: dict[str, Any], rows: list[dict[str, Any]], report: dict[str, Any] | None,
+          first: tuple[str, dict[str, bytes]] | None, meta: dict[str, Any], plots: dict[str, tuple[str, str]]) -> str:
+    spec, total, produced = stats["spec"], stats["total"], stats["modalities"]["produced"]
+    lines = [f"# OpenUni Builder dataset: {stats['pipeline']}", "",
+             "## Dataset description", "",
+             f"Video clips of {spec['num_frames']} frames at {spec['fps']:g} fps, {spec['width']}x{spec['height']} px, "
+             f"each with frame-aligned annotations ({', '.join(produced) or 'none'}) stored as RGB *Pixelplanes* "
+             "videos plus lossless raw arrays, and a caption: the modality set of UnityVideo's OpenUni / "
+             "UDPDiff's Panda-Dense, rebuilt by OpenUni Builder.", "",
+             f"- samples: **{total['samples']}** in {total['shards']} shards ({total['bytes'] / 1e6:.1f} MB)",
+             f"- source: `{stats['source']}`; pipeline `{stats['pipeline']}`"
+             + (" (**dry run**: annotations from tiny random-weight models)" if stats.get("dry_run") else ""),
+             f"- clips dropped by filters: {total.get('filtered', 0)}; failed clips: {total['failed']}"]
+    for name, reason in stats["modalities"]["skipped"].items():
+        lines.append(f"- modality `{name}` was skipped: {reason}")
+    lines += ["", "Load it with `datasets` (members become columns; `*.mp4` are `Video` columns):", "",
+              "```python", "from datasets import load_dataset",
+              "ds = load_dataset(\"path/to/this/folder\", \"all\", split=\"train\")"
+              + ("  # or \"balanced\"" if report else ""), "```", "",
+              "or stream the shards with `webdataset` (decode the mp4 bytes with PyAV).", ""]
+    lines += _structure(rows, first, meta)
+    lines += _creation(stats, rows, report, meta)
+    if plots:
+        lines += ["## Plots", ""]
+        for path, caption in plots.values():
+            lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    previews = sorted((out / "previews").glob("*.png"))
+    if previews:
+        lines += ["## Previews", "", "Contact sheets of the first samples: frames (columns) by RGB and each "
+                  "modality's Pixelplanes video (rows)" + (", and animated previews." if
+                  list((out / "previews").glob("*.gif")) else "."), ""]
+        for png in previews:
+            lines += [f"**{png.stem}**", "", f"![{png.stem}](previews/{png.name})", ""]
+            if png.with_suffix(".gif").exists():
+                lines += [f"![{png.stem} animated](previews/{png.stem}.gif)", ""]
+    lines += _limitations(produced)
+    lines += ["## Citation", "", "If you use this data, cite the work whose dataset design it rebuilds:", "", CITATIONS, ""]
+    return "\n".join(lines)
+
+
+def _structure(rows: list[dict[str, Any]], first: tuple[str, dict[str, bytes]] | None,
+               meta: dict[str, Any]) -> list[str]:
+    lines = ["## Dataset structure", "",
+             "WebDataset tar shards (`shards/openuni-%06d.tar`, `balanced/shards/` for the balanced subset); "
+             "every sample has the same members, named `KEY.<member>`:", ""]
+    sizes: dict[str, list[int]] = {}
+    for row in rows:
+        for member, size in (row.get("member_bytes") or {}).items():
+            sizes.setdefault(member, []).append(size)
+    members = sorted(first[1]) if first else sorted(sizes)
+    table = []
+    for member in members:
+        name = member.split(".")[0]
+        if member == "mp4":
+            what = "RGB clip, H.264"
+        elif member == "json":
+            what = "metadata (fields below)"
+        elif member == "txt":
+            what = "caption"
+        elif member.endswith(".mp4"):
+            what = f"{name} Pixelplanes RGB video, frame-aligned with the clip: {MODALITY_TEXT.get(name, name)}"
+        elif member.endswith(".npz"):
+            what = f"{name} raw arrays: " + _npz_arrays(first[1][member] if first else None)
+        else:
+            what = member
+        mean = f"{np.mean(sizes[member]) / 1e3:.1f}" if member in sizes else "-"
+        table.append([f"`KEY.{member}`", what, mean])
+    lines += _table(["member", "content", "mean kB"], table) + ["", "Fields of `KEY.json`:", ""]
+    lines += _table(["field", "meaning"], [[f"`{k}`", JSON_FIELDS.get(k, "")] for k in meta]) + [""]
+    if meta.get("filters"):
+        lines += ["Filter values in `KEY.json` `filters` (first sample):", ""]
+        lines += _table(["filter", "values"], [[f"`{n}`", ", ".join(f"`{k}`" for k in v)]
+                                               for n, v in meta["filters"].items()]) + [""]
+    return lines
+
+
+def _npz_arrays(data: bytes | None) -> str:
+    if data is None:
+        return "see docs/FORMAT.md"
+    with np.load(io.BytesIO(data)) as npz:
+        return ", ".join(f"`{k}` {npz[k].dtype} {tuple(npz[k].shape)}" for k in npz.files)
+
+
+def _creation(stats: dict[str, Any], rows: list[dict[str, Any]], report: dict[str, Any] | None,
+              meta: dict[str, Any]) -> list[str]:
+    run, total = stats["run"], stats["total"]
+    per_source: dict[str, int] = {}
+    for row in rows:
+        per_source[row["source"]] = per_source.get(row["source"], 0) + 1
+    lines = ["## Dataset creation", "", "### Source data", "",
+             f"Source `{stats['source']}`: {run['listed']} clips listed in the last run "
+             f"({run['duplicate_keys_in_source']} duplicate keys), {total['samples']} kept in the build.", ""]
+    lines += _table(["source", "samples"], sorted(per_source.items())) + [""]
+    lines += ["Failures by stage (whole build): " + (", ".join(f"{k}: {v}" for k, v in total["failed_by_stage"].items())
+                                                     or "none"), "", "### Filters", ""]
+    filters = stats.get("filters") or {}
+    config, drops = filters.get("config") or {}, filters.get("total") or {}
+    if config:
+        table = [[f"`{name}`", FILTERS[name].phase, f"`{json.dumps(config[name])}`", drops.get(name, 0),
+                  " ".join((FILTERS[name].__doc__ or "").split())[:160]] for name in FILTERS if name in config]
+        lines += ["Each filter drops a clip with its reason (in `ledger/filtered.jsonl`); cheap phases run first "
+                  "(listing, probe, content, annotated), so no annotator time is spent on dropped clips.", ""]
+        lines += _table(["filter", "phase", "settings", "dropped", "what it checks"], table) + [""]
+        for name in filters.get("inactive", []):
+            lines += [f"- `{name}` did not run: none of the annotators it reads is in this build.", ""]
+    else:
+        lines += ["No filters were configured.", ""]
+    lines += ["### Balancing", ""]
+    if report:
+        cfg = report["config"]
+        lines += [f"A balanced subset (config `balanced`): {report['total']['after']} of {report['total']['before']} "
+                  f"samples, buckets {' x '.join(cfg['keys'])}, "
+                  + (f"target {cfg['target']} split evenly (water-filling)" if cfg.get("target") is not None
+                     else "explicit quotas") + f", seed {cfg['seed']} (sha1 rank of seed:key per bucket).", ""]
+        lines += _table(["bucket", "before", "quota", "after"],
+                        [[f"`{b}`", v["before"], v["quota"], v["after"]] for b, v in report["buckets"].items()]) + [""]
+    else:
+        lines += ["No balanced subset (add a `balance:` block to the pipeline or run `openuni-balance OUT --target N`).", ""]
+    lines += ["### Annotations", ""] + _models(meta) + [""]
+    return lines
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return {value} if isinstance(value, str) else set()
+
+
+def _models(meta: dict[str, Any]) -> list[str]:
+    """One row per (modality, registered model) found in the first sample's provenance."""
+    registry = load_registry()
+    sections = {**(meta.get("modalities") or {}), **(meta.get("annotations") or {})}
+    table, details = [], []
+    for modality, section in sections.items():
+        provenance = section.get("provenance") or section.get("generation") or {}
+        mentioned = _strings(provenance)
+        entries = [e for e in registry.values() if e.name in mentioned or e.hub_id in mentioned]
+        for e in entries:
+            table.append([modality, f"`{e.name}`", f"`{e.hub_id}`", f"`{e.revision}`", e.license])
+        if not entries:
+            backend = provenance.get("backend", "see provenance")
+            table.append([modality, f"`{backend}`", "-", "-", "no learned weights / not in the model registry"])
+        details.append(f"- `{modality}`: `{json.dumps(provenance, sort_keys=True)}`")
+    if not table:
+        return ["No annotators ran: RGB clips and captions only."]
+    return (["Annotations are machine-made (pseudo-labels). Models (from `manifests/models.toml`):", ""]
+            + _table(["modality", "model", "hub id", "revision", "license"], table)
+            + ["", "Provenance recorded in `KEY.json` (first sample):", ""] + details)
+
+
+def _limitations(produced: list[str]) -> list[str]:
+    lines = ["## Limitations", "",
+             "- Every annotation is predicted by a model, not measured: expect errors, especially on small, "
+             "fast or occluded objects and people.",
+             "- Licensing: clips inherit the terms of their source videos and metadata (Koala-36M and Panda-70M "
+             "are for research use; check each source), and annotations the licenses of the models listed above "
+             "(some are non-commercial).",
+             "- Filter and balance thresholds are heuristics chosen for this build; near-duplicate detection "
+             "compares sampled-frame perceptual hashes within this build only."]
+    if "depth" in produced:
+        lines.append("- Depth is relative (affine-invariant disparity), not metric.")
+    if "skeleton" in produced or "densepose" in produced:
+        lines.append("- Clips without (enough) people keep black skeleton/DensePose videos and `no_person` "
+                     "in KEY.json.")
+    return lines + [""]
+

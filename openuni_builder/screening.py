@@ -1,0 +1,87 @@
+"""Driver-side filtering: the listing filters before anything is scheduled, and the near-duplicate
+screen pass, whose decision needs the perceptual hash of every clip.
+
+The screen pass (only when `filters.near_duplicate` is configured) decodes every clip once with
+the probe and content filters and returns their hashes without frames; the driver then keeps, in
+key order, each clip that is not within `max_distance` of a clip already kept (clips finished by
+earlier runs count as kept). Only the survivors go through the annotators, so no annotator time
+is spent on duplicates; the price is decoding the survivors twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable
+
+from openuni_builder.clip import Clip, ClipRequest
+from openuni_builder.config import BuildConfig
+from openuni_builder.filters import HashIndex, NearDuplicateFilter, in_phase, parse_filters, run_filters
+from openuni_builder.ledger import Ledger
+from openuni_builder.runtime import run_screen
+
+
+def fingerprints(cfg: BuildConfig) -> dict[str, str]:
+    """Filter name -> fingerprint of its settings, for every configured filter."""
+    return {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+
+
+def record_rejected(ledger: Ledger, clip: Clip, prints: dict[str, str]) -> tuple[str, str]:
+    """Write a dropped or failed clip to the ledger; returns ("filtered", filter) or ("failed", stage)."""
+    req = clip.request
+    context = {"source": req.source, "video_id": req.video_id, "path": req.path, "start": req.start, "end": req.end}
+    if clip.dropped is not None:
+        name = clip.dropped["filter"]
+        ledger.mark_filtered(clip.key, name, clip.dropped["reason"], clip.dropped["values"], prints[name], **context)
+        return "filtered", name
+    ledger.mark_failed(clip.key, clip.failed_stage, clip.error, **context)
+    return "failed", clip.failed_stage
+
+
+def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, done_rows: Iterable[dict[str, Any]],
+              progress: bool = True) -> tuple[list[ClipRequest], Counter, Counter]:
+    """Requests that survive the listing filters and near-duplicate screening, plus the drops by
+    filter and failures by stage recorded on the way (all written to the ledger)."""
+    filters = parse_filters(cfg.filters)
+    prints = {f.name: f.fingerprint for f in filters}
+    counts: dict[str, Counter] = {"filtered": Counter(), "failed": Counter()}
+    listing = in_phase(filters, "listing")
+    kept = []
+    for req in requests:
+        clip = run_filters(Clip(request=req, spec=cfg.spec), listing)
+        if clip.ok:
+            kept.append(req)
+        else:
+            kind, name = record_rejected(ledger, clip, prints)
+            counts[kind][name] += 1
+    dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
+    if dedup is None or not kept:
+        return kept, counts["filtered"], counts["failed"]
+
+    index = HashIndex(int(dedup.options["max_distance"]))
+    for row in sorted(done_rows, key=lambda r: r["key"]):
+        phash = ((row.get("filters") or {}).get(dedup.name) or {}).get("phash")
+        if phash:
+            index.add(row["key"], bytes.fromhex(phash))
+    hashes: dict[str, bytes] = {}
+    for clip in run_screen(kept, cfg, progress=progress):
+        if clip.ok:
+            hashes[clip.key] = bytes.fromhex(clip.filters[dedup.name]["phash"])
+        else:
+            kind, name = record_rejected(ledger, clip, prints)
+            counts[kind][name] += 1
+    survivors = []
+    for req in sorted(kept, key=lambda r: r.key):
+        if req.key not in hashes:
+            continue
+        phash = hashes[req.key]
+        near = index.nearest(phash)
+        if near is None:
+            index.add(req.key, phash)
+            survivors.append(req)
+            continue
+        values = {"phash": phash.hex(), "duplicate_of": near[0], "distance": near[1]}
+        clip = Clip(request=req, spec=cfg.spec).drop(
+            dedup.name, f"near-duplicate of {near[0]} ({near[1]} of 64 bits differ)", values)
+        record_rejected(ledger, clip, prints)
+        counts["filtered"][dedup.name] += 1
+    return survivors, counts["filtered"], counts["failed"]
