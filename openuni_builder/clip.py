@@ -126,6 +126,7 @@ class Clip:
     error: str | None = None
     failed_stage: str | None = None
     members: dict[str, bytes] = field(default_factory=dict)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (start, end) wall clock
 
     @property
     def key(self) -> str:
