@@ -192,10 +192,10 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
                                                                    "dry_run": dry_run},
                             batch_size=r.batch_size, compute=ActorPoolStrategy(size=r.concurrency), num_cpus=r.num_cpus,
-                            num_gpus=r.num_gpus, batch_format="numpy",
-                            # Ray Data's defaults too, spelled out because the clip-exactly-once
-                            # guarantee rests on them: a dead actor restarts, its batches rerun.
-                            max_restarts=-1, max_task_retries=-1)
+                            num_gpus=r.num_gpus, batch_format="numpy")
+        # No retry settings here: Ray Data's actor pools already use max_restarts=-1 and
+        # max_task_retries=-1 (a dead actor restarts, its batches rerun), which the
+        # clip-exactly-once guarantee rests on; tests/test_fault_tolerance.py checks it.
     video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
