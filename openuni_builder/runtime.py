@@ -186,7 +186,8 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
-    ds = ds.map(decode_row, num_cpus=decode.num_cpus, compute=TaskPoolStrategy(size=decode.concurrency))
+    ds = ds.map(decode_row, num_cpus=decode.num_cpus, memory=decode_memory(cfg),
+                compute=TaskPoolStrategy(size=decode.concurrency))
     for stage, a in zip(stages[1:-1], cfg.annotators):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
@@ -201,6 +202,16 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])
+
+
+def decode_memory(cfg: BuildConfig) -> int:
+    """Bytes one decode task reserves: its output clip twice over (frames + pickled copy) plus the
+    decoder's working set. Besides keeping decode from overcommitting a node's memory, the
+    reservation keeps Ray Data from fusing decode into the first annotator's actors (it fuses
+    map stages with equal resource asks), so decode stays its own CPU stage that feeds the GPUs.
+    """
+    spec = cfg.spec
+    return 2 * spec.num_frames * spec.height * spec.width * 3 + 256 * 2**20
 
 
 def stage_throughput(timings: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
