@@ -51,12 +51,13 @@ class AnnotatorStage:
 
     def __init__(self, name: str, options: dict[str, Any], dry_run: bool = False) -> None:
         self.name = name
+        if dry_run:  # before the annotator exists: some decide their backend by what is cached
+            self._tiny_cache = tempfile.TemporaryDirectory(prefix=f"openuni-dry-run-{name}-")
+            os.environ[CACHE_ENV] = self._tiny_cache.name  # this actor's own process only
         self.annotator = get_annotator(name)(**options)
         self.load_error: str | None = None
         try:
             if dry_run:
-                self._tiny_cache = tempfile.TemporaryDirectory(prefix=f"openuni-dry-run-{name}-")
-                os.environ[CACHE_ENV] = self._tiny_cache.name  # this actor's own process
                 from openuni_builder.tiny_models import write_tiny_models_for
 
                 write_tiny_models_for(self.annotator)
