@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,7 +26,8 @@ from openuni_builder.card import publish
 from openuni_builder.config import BuildConfig, load_config
 from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.ledger import Ledger
-from openuni_builder.runtime import init_ray, run_stages
+from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
+                                    resolve_stages, run_stages, stage_throughput)
 from openuni_builder.screening import prefilter, record_rejected
 from openuni_builder.shards import ShardWriter
 from openuni_builder.sources import SourceContext, get_source
@@ -62,7 +64,8 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(resolve(opts.config))
-    cfg, skipped = _available(cfg, opts.require_all)
+    # A dry run makes every model tiny on the workers, so nothing is skipped for a missing model.
+    cfg, skipped = (cfg, {}) if opts.dry_run else _available(cfg, opts.require_all)
     _check_identity(out, cfg, opts)
 
     ctx = SourceContext(input=opts.input, work_dir=out, spec=cfg.spec, video_root=opts.video_root,
@@ -85,6 +88,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     processed = len(todo)
     run_failures: Counter[str] = Counter()
     run_drops: Counter[str] = Counter()
+    timings: dict[str, list[tuple[float, float]]] = {}
     if todo:
         init_ray(opts.address, opts.num_cpus)
         todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress)
@@ -92,6 +96,8 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress)
         try:
             for clip in run_stages(todo, cfg, dry_run=opts.dry_run, progress=opts.progress):
+                for stage, span in clip.timings.items():
+                    timings.setdefault(stage, []).append(span)
                 if clip.ok:
                     writer.add(clip.key, clip.members, json.loads(clip.members["json"]))
                 else:
@@ -102,7 +108,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
             writer.close()
             bar.close()
     stats = _finish(out, cfg, opts, ledger, skipped, started, len(unique), duplicates, processed,
-                    writer.written, run_failures, run_drops)
+                    writer.written, run_failures, run_drops, stage_throughput(timings))
     publish(out, cfg)
     return stats
 
@@ -136,7 +142,7 @@ def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
 
 def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
             started: float, listed: int, duplicates: int, processed: int, written: int,
-            run_failures: Counter, run_drops: Counter) -> dict[str, Any]:
+            run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
     done, failed = ledger.done(), ledger.failed()
     filtered = ledger.filtered({f.name: f.fingerprint for f in filters})
@@ -153,7 +159,7 @@ def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, ski
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
                 "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
                 "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
-                "clips_per_s": round(written / wall, 3) if wall else None},
+                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages},
         "total": {"samples": len(done), "shards": len({r["shard"] for r in rows}),
                   "bytes": sum(r["bytes"] for r in rows), "failed": len(failed),
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
@@ -179,6 +185,11 @@ def summary(stats: dict[str, Any], out: Path) -> str:
              f"  build total: {total['samples']} samples in {total['shards']} shards, "
              f"{total['bytes'] / 1e6:.1f} MB, {total['failed']} failed clips",
              f"  modalities: {', '.join(stats['modalities']['produced']) or 'RGB only'}"]
+    if stats["dry_run"]:
+        lines.append("  DRY RUN: tiny random-weight models, not real annotations (every sample says dry_run: true)")
+    for stage, t in stats["run"]["stages"].items():
+        lines.append(f"  stage {stage:<10} {t['clips']:>6} clips  {t['clips_per_s'] or 0:>8.2f} clips/s  "
+                     f"{t['busy_s_per_clip']:>8.3f} s/clip per worker")
     for name, reason in stats["modalities"]["skipped"].items():
         lines.append(f"  skipped {name}: {reason}")
     for kind, n in total["failed_by_reason"].items():
@@ -187,3 +198,25 @@ def summary(stats: dict[str, Any], out: Path) -> str:
         lines.append(f"  filtered x{n}: {name}")
     lines.append(f"  output: {out}/shards, index.parquet, stats.json, ledger/, README.md (dataset card)")
     return "\n".join(lines)
+
+
+def plan_report(opts: BuildOptions, gpus: float | None = None) -> tuple[str, bool]:
+    """What `--plan` prints, and whether the graph fits: the resolved stages on the attached (or
+    embedded) cluster, or on a hypothetical one with `gpus` GPUs and `opts.num_cpus` (default:
+    this machine's) CPUs. Every configured annotator is shown, also those whose model is missing
+    here (a GPU cluster is often planned from a laptop)."""
+    cfg = load_config(resolve(opts.config))
+    skipped = {} if opts.dry_run else _available(cfg, require_all=False)[1]
+    if gpus is None:
+        init_ray(opts.address, opts.num_cpus)
+        cpus, gpus = cluster_resources()
+    else:
+        cpus = float(opts.num_cpus or os.cpu_count() or 1)
+    stages = resolve_stages(cfg, gpus)
+    try:
+        stages = fit_cpus(stages, cpus)
+        check_fit(stages, cpus, gpus)
+        fits = True
+    except PlanError:
+        fits = False
+    return f"pipeline {cfg.name} ({cfg.path})\n" + format_plan(stages, cpus, gpus, skipped), fits

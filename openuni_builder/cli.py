@@ -7,10 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
-from openuni_builder.build import BuildError, BuildOptions, build, summary
+from openuni_builder.build import BuildError, BuildOptions, build, plan_report, summary
 from openuni_builder.config import ConfigError
 from openuni_builder.runtime import PlanError
 from openuni_builder.sources import SOURCES, SourceError
+
+DRY_RUN_LIMIT = 4
 
 EPILOG = """examples:
   openuni-build --source samples --shards out/                       # bundled sample videos
@@ -19,10 +21,13 @@ EPILOG = """examples:
   openuni-build --source panda70m --input panda70m_2m.csv --video-root videos/ --shards out/
   openuni-build --source manifest --input clips.parquet --shards out/ --limit 1000
   openuni-build --source folder --input my_videos/ --shards out/ --address auto
+  openuni-build --source samples --shards out/ --plan --gpus 8      # resources on 8 GPUs, runs nothing
+  openuni-build --source samples --shards dry/ --dry-run --address auto   # validate a cluster + config
 
 Rerunning the same command resumes: finished clips are skipped, failed ones are retried only with
 --retry-failed. Output: OUT/shards/*.tar, OUT/index.parquet, OUT/stats.json, OUT/ledger/,
 OUT/build.log.
+Clusters (ray start, ray job submit, KubeRay): see docs/CLUSTER.md.
 """
 
 
@@ -43,10 +48,21 @@ def parser() -> argparse.ArgumentParser:
                    help="pipeline name in pipelines/ (openuni, panda_dense) or a YAML path (default: openuni)")
     p.add_argument("--video-root", type=Path,
                    help="directory holding the source videos, found by video id (koala36m, panda70m)")
-    p.add_argument("--limit", type=int, help="use only the first N clips the source lists")
+    p.add_argument("--limit", type=int,
+                   help=f"use only the first N clips the source lists (--dry-run: default {DRY_RUN_LIMIT})")
     p.add_argument("--address",
                    help="Ray cluster to run on: 'auto' or ray://host:10001 (default: an embedded local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray, or of the cluster --plan "
+                   "assumes with --gpus (default: all of this machine's)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the resolved stages (CPUs, GPUs, batch size, concurrency per stage) and how the "
+                        "annotator actors pack onto the GPUs, then exit without running anything")
+    p.add_argument("--gpus", type=float, metavar="N",
+                   help="with --plan: plan for a cluster with N GPUs instead of the visible one")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run the whole graph on a few clips with tiny random-weight models (written by each "
+                        "worker; no model cache needed) to validate a cluster and config; the output is marked "
+                        "dry_run and a build directory never mixes it with real annotations")
     p.add_argument("--retry-failed", action="store_true", help="retry clips the ledger lists as failed")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any clip failed")
     p.add_argument("--require-all", action="store_true",
@@ -67,8 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     opts = BuildOptions(source=args.source, out=args.shards, input=args.input, config=args.config,
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
-                        require_all=args.require_all, num_cpus=args.num_cpus, progress=not args.no_progress)
+                        require_all=args.require_all, num_cpus=args.num_cpus, progress=not args.no_progress,
+                        dry_run=args.dry_run)
+    if args.dry_run and opts.limit is None:
+        opts.limit = DRY_RUN_LIMIT
+    if args.gpus is not None and not args.plan:
+        print("openuni-build: error: --gpus only applies to --plan (a run uses the cluster's GPUs)", file=sys.stderr)
+        return 2
     try:
+        if args.plan:
+            report, fits = plan_report(opts, args.gpus)
+            print(report)
+            return 0 if fits else 1
         stats = build(opts)
     except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError) as exc:
         print(f"openuni-build: error: {exc}", file=sys.stderr)

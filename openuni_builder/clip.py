@@ -129,6 +129,7 @@ class Clip:
     failed_stage: str | None = None
     members: dict[str, bytes] = field(default_factory=dict)
     dropped: dict[str, Any] | None = None
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (start, end) wall clock
 
     @property
     def key(self) -> str:

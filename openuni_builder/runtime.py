@@ -8,13 +8,21 @@ annotated-phase filter as a small task stage right after the last annotator it n
 CPU stages run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
 pool (`map_batches` with a callable class) sized by its declared `Resources` plus config
 overrides, so GPU fractions pack several annotators on one GPU. The driver iterates the streaming
-result and is the only shard writer. No scheduler of our own: Ray Data does the backpressure.
+result and is the only shard writer. No scheduler of our own: Ray Data does the backpressure:
+clips stream through (one request per block), decoding pauses once the graph holds half the object
+store (Ray Data's default budget), so memory stays bounded however long the source list is.
+
+Fault tolerance is Ray's: an annotator actor that dies (OOM killer, node lost, SIGKILL) is
+restarted and its in-flight batches are resubmitted (`max_restarts` / `max_task_retries` below);
+a clip whose annotator *raises* is caught in `AnnotatorStage` and recorded in the ledger.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Iterator
@@ -44,13 +52,17 @@ class PlanError(RuntimeError):
 
 
 def plan(cfg: BuildConfig, cluster_cpus: float, cluster_gpus: float) -> list[StagePlan]:
-    """The resolved stage graph, fitted to the cluster.
+    """The resolved stage graph, fitted to the cluster (PlanError when it cannot run there)."""
+    stages = fit_cpus(resolve_stages(cfg, cluster_gpus), cluster_cpus)
+    check_fit(stages, cluster_cpus, cluster_gpus)
+    return stages
+
+
+def resolve_stages(cfg: BuildConfig, cluster_gpus: float) -> list[StagePlan]:
+    """decode, one actor pool per annotator, encode: each with its resolved resources.
 
     Annotator resources are their declared defaults plus config overrides. With no GPU visible,
-    GPU asks are dropped (the annotator runs on CPU) instead of waiting forever for a GPU. Actor
-    pools hold their CPUs for the whole run; if they would leave no CPU for the decode/encode
-    tasks the graph would deadlock, so their (logical) CPU shares are scaled down to fit. GPU asks
-    beyond the cluster's GPUs are refused: oversubscribing GPU memory fails later and worse.
+    GPU asks are dropped (the annotator runs on CPU) instead of waiting forever for a GPU.
     """
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
@@ -60,22 +72,111 @@ def plan(cfg: BuildConfig, cluster_cpus: float, cluster_gpus: float) -> list[Sta
             r = replace(r, num_gpus=0.0)
         stages.append(StagePlan(a.name, "actors", r))
     stages.append(StagePlan("encode", "tasks", cfg.encode))
-    task_cpus = max(cfg.decode.num_cpus, cfg.encode.num_cpus)
+    return stages
+
+
+def fit_cpus(stages: list[StagePlan], cluster_cpus: float) -> list[StagePlan]:
+    """Scale the actor pools' (logical) CPU shares down when they would starve the CPU stages.
+
+    Actor pools hold their CPUs for the whole run; if they left no CPU for the decode/encode
+    tasks the graph would deadlock. Ray's CPU counts are logical, so shrinking the actors' shares
+    costs nothing but contention, which is what a small machine has anyway.
+    """
+    task_cpus = max(s.resources.num_cpus for s in stages if s.kind == "tasks")
     pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
     if task_cpus >= cluster_cpus:
         raise PlanError(f"the CPU stages need {task_cpus:g} CPUs per task but the cluster has {cluster_cpus:g}; "
                         "lower `stages: {decode, encode}: num_cpus` in the pipeline config")
-    if pinned + task_cpus > cluster_cpus:
-        scale = (cluster_cpus - task_cpus) / pinned
-        log.warning("actor pools ask for %g CPUs, %g are free after the CPU stages: scaling their CPU shares by %.2f",
-                    pinned, cluster_cpus - task_cpus, scale)
-        stages = [replace(s, resources=replace(s.resources, num_cpus=s.resources.num_cpus * scale))
-                  if s.kind == "actors" else s for s in stages]
+    if pinned + task_cpus <= cluster_cpus:
+        return stages
+    scale = (cluster_cpus - task_cpus) / pinned
+    log.warning("actor pools ask for %g CPUs, %g are free after the CPU stages: scaling their CPU shares by %.2f",
+                pinned, cluster_cpus - task_cpus, scale)
+    return [replace(s, resources=replace(s.resources, num_cpus=s.resources.num_cpus * scale))
+            if s.kind == "actors" else s for s in stages]
+
+
+def check_fit(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: float) -> None:
+    """Refuse graphs that would deadlock or never start.
+
+    Actor pools hold their CPUs for the whole run, so if they leave no CPU for the decode/encode
+    tasks the graph would stall; GPU actors that cannot all be placed would wait forever.
+    """
+    pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
+    needed = pinned + max(s.resources.num_cpus for s in stages if s.kind == "tasks")
+    if needed > cluster_cpus + 1e-9:
+        raise PlanError(f"the actor pools hold {pinned:g} CPUs and the CPU stages need {needed - pinned:g} more, "
+                        f"but the cluster has {cluster_cpus:g}; lower `resources: {{num_cpus, concurrency}}` "
+                        "of the annotators or `stages` in the pipeline config (see --plan)")
     gpus = sum(s.resources.num_gpus * s.resources.concurrency for s in stages)
     if gpus > cluster_gpus + 1e-9:
         raise PlanError(f"the actor pools ask for {gpus:g} GPUs but the cluster has {cluster_gpus:g}; "
                         "lower `resources: {num_gpus, concurrency}` in the pipeline config (see --plan)")
-    return stages
+    pack_gpus(stages, cluster_gpus)
+
+
+def pack_gpus(stages: list[StagePlan], cluster_gpus: float) -> list[list[tuple[str, float]]]:
+    """Place every GPU actor on a GPU (first-fit, largest asks first), as Ray's fractional GPU
+    scheduling would; returns per GPU the (annotator, fraction) actors it holds.
+
+    A fraction never spans GPUs, so asks that fit in total can still fail to pack (three 0.6
+    actors on two GPUs): that is a PlanError too.
+    """
+    actors = sorted(((s.name, s.resources.num_gpus) for s in stages for _ in range(s.resources.concurrency)
+                     if s.resources.num_gpus), key=lambda a: -a[1])
+    gpus: list[list[tuple[str, float]]] = [[] for _ in range(int(cluster_gpus))]
+    for name, need in actors:
+        if need > 1:  # whole multi-GPU actors take whole free GPUs
+            free = [g for g in gpus if not g][:math.ceil(need)]
+            if len(free) < math.ceil(need):
+                raise PlanError(f"{name} asks for {need:g} GPUs per actor; not enough whole GPUs free (see --plan)")
+            for g in free:
+                g.append((name, need / math.ceil(need)))
+            continue
+        for g in gpus:
+            if sum(f for _, f in g) + need <= 1 + 1e-9:
+                g.append((name, need))
+                break
+        else:
+            raise PlanError(f"cannot place a {name} actor ({need:g} GPU) on {len(gpus)} GPUs: the fractions do "
+                            "not pack; make them divide 1 (0.25, 0.5) or lower concurrency (see --plan)")
+    return gpus
+
+
+def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: float,
+                skipped: dict[str, str] | None = None) -> str:
+    """The `--plan` table: every stage's resources and how the GPU actors pack onto the GPUs."""
+    rows = [("stage", "kind", "cpus", "gpus", "batch", "concurrency", "actors/GPU", "GPU total")]
+    for s in stages:
+        r = s.resources
+        per_gpu = str(int(1 // r.num_gpus)) if 0 < r.num_gpus <= 1 else ("-" if not r.num_gpus else f"1/{r.num_gpus:g}")
+        rows.append((s.name, s.kind, f"{r.num_cpus:g}", f"{r.num_gpus:g}",
+                     str(r.batch_size) if s.kind == "actors" else "1", str(r.concurrency), per_gpu,
+                     f"{r.num_gpus * r.concurrency:g}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"cluster: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    for name, reason in (skipped or {}).items():
+        lines.append(f"  {name}: model missing on this machine, a build here would skip it: {reason}")
+    try:
+        check_fit(stages, cluster_cpus, cluster_gpus)
+        packing = pack_gpus(stages, cluster_gpus)
+    except PlanError as exc:
+        lines.append(f"does not fit: {exc}")
+        return "\n".join(lines)
+    pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
+    tasks = {s.name: s.resources for s in stages if s.kind == "tasks"}
+    lines.append(f"CPU: actor pools hold {pinned:g}; decode/encode tasks share the other "
+                 f"{cluster_cpus - pinned:g} (up to {' + '.join(f'{r.concurrency} {n}' for n, r in tasks.items())} at once)")
+    for i, actors in enumerate(packing):
+        held = defaultdict(int)
+        for name, _ in actors:
+            held[name] += 1
+        used = sum(f for _, f in actors)
+        lines.append(f"GPU {i}: " + (", ".join(f"{n} x{k}" for n, k in held.items()) or "idle") + f"  ({used:g} of 1)")
+    if not cluster_gpus and any(get_annotator(s.name).default_resources.num_gpus for s in stages if s.kind == "actors"):
+        lines.append("no GPU visible: GPU annotators run on CPU (pass --gpus N to plan for a GPU cluster)")
+    return "\n".join(lines)
 
 
 def cluster_resources() -> tuple[float, float]:
@@ -98,20 +199,28 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
 
 def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool = False,
                progress: bool = True) -> Iterator[Clip]:
-    """Yield every request back as a finished or failed Clip, in completion order."""
+    """Yield every request back as a finished or failed Clip, in completion order.
+
+    `dry_run`: every annotator actor writes tiny random-weight models into its own temporary
+    cache and loads those (see AnnotatorStage), so the graph runs end to end on any cluster.
+    """
     ds = _requests_dataset(requests, cfg, progress)
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
     filters = parse_filters(cfg.filters)
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
-    ds = ds.map(partial(decode_row, filters=early), num_cpus=decode.num_cpus,
+    ds = ds.map(partial(decode_row, filters=early), num_cpus=decode.num_cpus, memory=decode_memory(cfg),
                 compute=TaskPoolStrategy(size=decode.concurrency))
     for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
-        ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options},
+        ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
+                                                                   "dry_run": dry_run},
                             batch_size=r.batch_size, compute=ActorPoolStrategy(size=r.concurrency), num_cpus=r.num_cpus,
                             num_gpus=r.num_gpus, batch_format="numpy")
+        # No retry settings here: Ray Data's actor pools already use max_restarts=-1 and
+        # max_task_retries=-1 (a dead actor restarts, its batches rerun), which the
+        # clip-exactly-once guarantee rests on; tests/test_fault_tolerance.py checks it.
         if i in after:
             ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
                         compute=TaskPoolStrategy(size=encode.concurrency))
@@ -128,7 +237,7 @@ def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, progress: bool 
     filters = parse_filters(cfg.filters)
     ds = _requests_dataset(requests, cfg, progress)
     ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated")),
-                num_cpus=cfg.decode.num_cpus, compute=TaskPoolStrategy(size=cfg.decode.concurrency))
+                num_cpus=cfg.decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=cfg.decode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])
 
@@ -136,6 +245,29 @@ def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, progress: bool 
 def _requests_dataset(requests: list[ClipRequest], cfg: BuildConfig, progress: bool) -> ray.data.Dataset:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
-    ctx.enable_operator_progress_bars = progress
+    ctx.enable_operator_progress_bars = progress  # one live bar per stage
     items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in requests]
     return ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
+
+
+def decode_memory(cfg: BuildConfig) -> int:
+    """Bytes one decode task reserves: its output clip twice over (frames + pickled copy) plus the
+    decoder's working set. Besides keeping decode from overcommitting a node's memory, the
+    reservation keeps Ray Data from fusing decode into the first annotator's actors (it fuses
+    map stages with equal resource asks), so decode stays its own CPU stage that feeds the GPUs.
+    """
+    spec = cfg.spec
+    return 2 * spec.num_frames * spec.height * spec.width * 3 + 256 * 2**20
+
+
+def stage_throughput(timings: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """Per stage: clips, the wall window it was active, clips/s over that window, and busy seconds
+    per clip (one worker's cost). `timings` maps stage -> (start, end) per clip, as stages record."""
+    summary = {}
+    for stage, spans in timings.items():
+        window = max(e for _, e in spans) - min(s for s, _ in spans)
+        busy = sum(e - s for s, e in spans)
+        summary[stage] = {"clips": len(spans), "window_s": round(window, 3),
+                          "clips_per_s": round(len(spans) / window, 3) if window > 0 else None,
+                          "busy_s_per_clip": round(busy / len(spans), 4)}
+    return summary

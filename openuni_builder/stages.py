@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,7 @@ from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip
 from openuni_builder.download import fetch_video
 from openuni_builder.filters import Filter, run_filters
+from openuni_builder.models import CACHE_ENV
 from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
     never decoded; listing filters already ran on the driver and run again only to record their
     values in KEY.json) and the content filters (run on the decoded frames).
     """
+    started = time.time()
     clip = Clip.from_bytes(row["clip"])
     req = clip.request
     try:
@@ -44,6 +49,7 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
         clip.fail("decode", str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the stage
         clip.fail("decode", exc)
+    clip.timings["decode"] = (started, time.time())
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 
@@ -69,13 +75,25 @@ def filter_row(row: Row, filters: tuple[Filter, ...]) -> Row:
 
 
 class AnnotatorStage:
-    """Actor wrapper: loads the annotator once, annotates batches, isolates failing clips."""
+    """Actor wrapper: loads the annotator once, annotates batches, isolates failing clips.
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
+    `dry_run`: the actor first writes tiny random-weight stand-ins of the annotator's models into
+    a temporary cache of its own and points this process at it, so a dry run needs no model
+    cache and no shared filesystem on any node (seeded: every actor writes the same weights).
+    """
+
+    def __init__(self, name: str, options: dict[str, Any], dry_run: bool = False) -> None:
         self.name = name
+        if dry_run:  # before the annotator exists: some decide their backend by what is cached
+            self._tiny_cache = tempfile.TemporaryDirectory(prefix=f"openuni-dry-run-{name}-")
+            os.environ[CACHE_ENV] = self._tiny_cache.name  # this actor's own process only
         self.annotator = get_annotator(name)(**options)
         self.load_error: str | None = None
         try:
+            if dry_run:
+                from openuni_builder.tiny_models import write_tiny_models_for
+
+                write_tiny_models_for(self.annotator)
             self.annotator.load()
         except Exception as exc:  # every clip then fails with this reason instead of a dead pool
             self.load_error = f"loading {name} failed: {type(exc).__name__}: {exc}"
@@ -83,6 +101,7 @@ class AnnotatorStage:
         self.provenance = self.annotator.provenance()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        started = time.time()
         clips = [Clip.from_bytes(b) for b in batch["clip"]]
         todo = [c for c in clips if c.ok]
         if self.load_error:
@@ -90,6 +109,9 @@ class AnnotatorStage:
                 clip.fail(self.name, self.load_error)
         elif todo:
             self._annotate(todo)
+        share = (time.time() - started) / len(clips)  # a batch's time, split over its clips
+        for i, clip in enumerate(clips):
+            clip.timings[self.name] = (started + i * share, started + (i + 1) * share)
         return {"key": [c.key for c in clips], "clip": [c.to_bytes() for c in clips]}
 
     def _annotate(self, clips: list[Clip]) -> None:
@@ -112,6 +134,7 @@ class AnnotatorStage:
 
 def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False) -> Row:
     """Encode RGB, Pixelplanes videos, raw sidecars, caption and JSON into shard members."""
+    started = time.time()
     clip = Clip.from_bytes(row["clip"])
     if clip.ok:
         try:
@@ -119,6 +142,7 @@ def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dr
             clip.frames, clip.outputs = None, {}
         except Exception as exc:
             clip.fail("encode", exc)
+    clip.timings["encode"] = (started, time.time())
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 

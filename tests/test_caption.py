@@ -10,7 +10,8 @@ from annotators import get_annotator
 from annotators.caption import CaptionAnnotator, sample_indices
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable
-from tiny_segcap import save_tiny_qwen25_vl, save_tiny_smolvlm, two_squares_clip
+from openuni_builder.tiny_models import write_tiny_model
+from tiny_segcap import two_squares_clip
 
 MODEL = "qwen2.5-vl-7b"
 HUB_IDS = {"qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct", "smolvlm2-256m": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"}
@@ -19,8 +20,8 @@ HUB_IDS = {"qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct", "smolvlm2-256m": "Hug
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    save_tiny_qwen25_vl(root / "qwen2.5-vl-7b")
-    save_tiny_smolvlm(root / "smolvlm2-256m")
+    for name in HUB_IDS:
+        write_tiny_model(name, cache=root)
     return root
 
 

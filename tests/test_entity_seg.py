@@ -10,7 +10,8 @@ from annotators import get_annotator
 from annotators.entity_seg import EntitySegAnnotator, PanopticSegmenter, Segment, entity_meta, propagate_entities
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable, model_dir
-from tiny_segcap import save_tiny_mask2former, save_tiny_sam2_video, two_squares_clip
+from openuni_builder.tiny_models import write_tiny_model
+from tiny_segcap import two_squares_clip
 
 SEGMENTER, TRACKER = "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny"
 
@@ -18,8 +19,8 @@ SEGMENTER, TRACKER = "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny"
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    save_tiny_mask2former(root / SEGMENTER)
-    save_tiny_sam2_video(root / TRACKER)
+    write_tiny_model(SEGMENTER, cache=root)
+    write_tiny_model(TRACKER, cache=root)
     return root
 
 
