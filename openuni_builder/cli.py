@@ -76,10 +76,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.shards.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if not args.plan:  # a plan writes nothing; a build also logs to OUT/build.log
+        args.shards.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(args.shards / "build.log"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(), logging.FileHandler(args.shards / "build.log")])
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
     opts = BuildOptions(source=args.source, out=args.shards, input=args.input, config=args.config,
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
