@@ -39,7 +39,7 @@ def flow_loss(model: UnityDiT, task: str, rgb: torch.Tensor, caption: Context, t
     inputs, times, targets = {}, {}, {}
     for name, x in streams.items():
         if name in NOISED[task]:
-            eps = torch.randn(x.shape, generator=generator).to(x)
+            eps = torch.randn_like(x) if generator is None else torch.randn(x.shape, generator=generator).to(x)
             tt = t.to(x).view(-1, 1, 1, 1, 1)
             inputs[name], times[name], targets[name] = (1 - tt) * x + tt * eps, t, eps - x
         else:
@@ -65,19 +65,19 @@ def generate(model: UnityDiT, task: str, shape: tuple[int, ...], caption: Contex
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
     noised = NOISED[task]
     device = next(model.parameters()).device
-    x = {"rgb": rgb, "mod": None if task == "rgb" else mod}
+    x = {"rgb": rgb} if task == "rgb" else {"rgb": rgb, "mod": mod}
     for name in noised:
         x[name] = torch.randn(shape, generator=generator).to(device)
-    for name, value in x.items():
-        if value is None and not (task == "rgb" and name == "mod"):
-            raise ValueError(f"task {task!r} needs the {name} stream as input")
-    times = torch.linspace(1.0, 0.0, steps + 1)
-    n = shape[0]
+    missing = [name for name, value in x.items() if value is None]
+    if missing:
+        raise ValueError(f"task {task!r} needs the {missing[0]} stream as input")
+    with_mod = "mod" in x
+    times = torch.linspace(1.0, 0.0, steps + 1).tolist()
     for t, t_next in zip(times[:-1], times[1:]):
-        t_of = {name: torch.full((n,), float(t) if name in noised else 0.0, device=device) for name in x}
-        v_rgb, v_mod = model(x["rgb"], t_of["rgb"], caption, x["mod"], t_of["mod"] if x["mod"] is not None else None,
-                             modality if x["mod"] is not None else None, prompt if x["mod"] is not None else None)
-        for name, v in (("rgb", v_rgb), ("mod", v_mod)):
+        t_of = {name: torch.full((shape[0],), t if name in noised else 0.0, device=device) for name in x}
+        velocities = model(x["rgb"], t_of["rgb"], caption, x.get("mod"), t_of.get("mod"),
+                           modality if with_mod else None, prompt if with_mod else None)
+        for name, v in zip(("rgb", "mod"), velocities):
             if name in noised:
-                x[name] = x[name] + (t_next - t).item() * v.float()
-    return x["rgb"], x["mod"]
+                x[name] = x[name] + (t_next - t) * v.float()
+    return x["rgb"], x.get("mod")
