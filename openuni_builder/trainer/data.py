@@ -80,9 +80,9 @@ def load_sample(sample: dict[str, Any], cfg: DataConfig, rng: random.Random | No
     """
     key = sample["__key__"]
     meta = json.loads(sample["json"])
+    # An empty caption (no source caption, no caption model in the build) trains the
+    # unconditional case, as classifier-free guidance does on purpose.
     caption = sample.get("txt", b"").decode().strip() or str(meta.get("caption") or "").strip()
-    if not caption:
-        raise ValueError(f"sample {key} has no caption (empty .txt and json caption)")
     rgb = decode_mp4(sample["mp4"])
     idx = frame_indices(len(rgb), cfg, rng)
     spec = ClipSpec(cfg.num_frames, float(meta.get("fps") or 1.0), cfg.height, cfg.width)

@@ -75,9 +75,12 @@ class TextEncoder(nn.Module):
         return self.model(**ids).last_hidden_state[0].float().cpu()
 
     def forward(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """Token states (B, L, D) float32 and mask (B, L) bool (True = real token) for `texts`."""
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"text encoder needs non-empty strings, got {texts!r}")
+        """Token states (B, L, D) float32 and mask (B, L) bool (True = real token) for `texts`.
+
+        An empty string is the null caption: the tokenizer's special tokens alone.
+        """
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"text encoder needs a list of strings, got {texts!r}")
         states = []
         for text in texts:
             if text not in self._cache:
