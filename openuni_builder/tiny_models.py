@@ -297,6 +297,21 @@ def _densepose(entry: ModelEntry, folder: Path, seed: int) -> None:
         pickle.dump({"model": tiny_densepose_state(seed), "__author__": "openuni tiny_models"}, fh)
 
 
+def _minilm(entry: ModelEntry, folder: Path, seed: int) -> None:
+    """The trainer's text encoder: a tiny random BERT and a WordPiece tokenizer over single letters
+    and digits, so any lowercase caption or modality prompt tokenizes."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    pieces = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *pieces,
+                                *(f"##{p}" for p in pieces)]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    config = BertConfig(vocab_size=5 + 2 * len(pieces), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+
+
 Writer = Callable[[ModelEntry, Path, int], None]
 WRITERS: dict[str, Writer] = {
     "depth-anything-v2-small": _depth_anything,
@@ -311,4 +326,5 @@ WRITERS: dict[str, Writer] = {
     "rtdetr-r50": _rtdetr,
     "vitpose-base": _vitpose,
     "densepose-r50-fpn": _densepose,
+    "all-minilm-l6-v2": _minilm,
 }

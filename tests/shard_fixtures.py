@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from openuni_builder.tiny_models import write_tiny_model
 
 from openuni_builder.video_io import encode_mp4
 
@@ -97,21 +97,6 @@ def write_shards(root: str | Path, n_samples: int = 6, num_frames: int = 9, size
     return shards
 
 
-def save_tiny_text_encoder(folder: str | Path) -> Path:
-    """A tiny random BERT + a word-piece tokenizer over the fixture's words, saved like a hub folder."""
-    words = sorted(set(COLOURS) | set(DIRECTIONS) | {
-        "a", "square", "moving", "depth", "map", "optical", "flow", "densepose", "skeleton", "segmentation"})
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
 # pytest fixtures (imported by the trainer tests; kept out of conftest.py so they do not collide
 # with the builder's shared fixtures).
 
@@ -123,7 +108,7 @@ def shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("models")
-    save_tiny_text_encoder(cache / "all-minilm-l6-v2")
+    write_tiny_model("all-minilm-l6-v2", cache=cache)
     return cache
 
 
