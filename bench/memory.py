@@ -73,7 +73,8 @@ def sample_tree(root: int, stop: threading.Event, peaks: dict[str, float]) -> No
         stop.wait(0.5)
 
 
-def run_build(work: Path, name: str, rows: list[dict], num_cpus: int) -> dict[str, float]:
+def run_build(work: Path, name: str, rows: list[dict], num_cpus: int,
+              object_store_gb: float | None = None) -> dict[str, float]:
     manifest = work / f"{name}.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows))
     config = work / "memory.yaml"
@@ -82,6 +83,8 @@ def run_build(work: Path, name: str, rows: list[dict], num_cpus: int) -> dict[st
     subprocess.run(["rm", "-rf", str(out)], check=True)
     cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(manifest),
            "--shards", str(out), "--config", str(config), "--no-progress", "--num-cpus", str(num_cpus)]
+    if object_store_gb:
+        cmd += ["--object-store-gb", str(object_store_gb)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     started = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -108,6 +111,8 @@ def main() -> None:
                         help="numbers of short (6 s) sources, one clip each")
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/openuni-memory"))
+    parser.add_argument("--object-store-gb", type=float,
+                        help="pass --object-store-gb to the builds (default: Ray's 30%% of RAM)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     clip_s = SPEC["num_frames"] / SPEC["fps"]
@@ -118,14 +123,14 @@ def main() -> None:
         step = (seconds - clip_s) / max(n, 1)
         rows = [{"path": str(long_video), "id": f"long{i}", "start": round(i * step, 3),
                  "end": round(i * step + clip_s + 0.1, 3)} for i in range(n)]
-        r = run_build(args.work, f"long{n}", rows, args.num_cpus)
+        r = run_build(args.work, f"long{n}", rows, args.num_cpus, args.object_store_gb)
         print(f"memory: source=long clips={r['written']} sources=1 source_s={seconds:g} "
               f"peak_rss_mb={r['peak_rss_mb']:.0f} peak_pss_mb={r['peak_pss_mb']:.0f} wall_s={r['wall_s']:.1f}",
               flush=True)
     for m in args.many:
         paths = [write_numbered_video(args.work / f"short{i}.mp4", 6.0) for i in range(m)]
         rows = [{"path": str(p)} for p in paths]
-        r = run_build(args.work, f"many{m}", rows, args.num_cpus)
+        r = run_build(args.work, f"many{m}", rows, args.num_cpus, args.object_store_gb)
         print(f"memory: source=many clips={r['written']} sources={m} source_s=6 "
               f"peak_rss_mb={r['peak_rss_mb']:.0f} peak_pss_mb={r['peak_pss_mb']:.0f} wall_s={r['wall_s']:.1f}",
               flush=True)

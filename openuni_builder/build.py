@@ -54,6 +54,7 @@ class BuildOptions:
     strict: bool = False
     require_all: bool = False
     num_cpus: int | None = None
+    object_store_gb: float | None = None
     progress: bool = True
     dry_run: bool = False
 
@@ -90,7 +91,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     run_drops: Counter[str] = Counter()
     timings: dict[str, list[tuple[float, float]]] = {}
     if todo:
-        init_ray(opts.address, opts.num_cpus)
+        init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
         todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress)
     if todo:
         bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress)
@@ -111,6 +112,10 @@ def build(opts: BuildOptions) -> dict[str, Any]:
                     writer.written, run_failures, run_drops, stage_throughput(timings))
     publish(out, cfg)
     return stats
+
+
+def _gb_to_bytes(gb: float | None) -> int | None:
+    return int(gb * 2**30) if gb else None
 
 
 def _available(cfg: BuildConfig, require_all: bool) -> tuple[BuildConfig, dict[str, str]]:
@@ -208,7 +213,7 @@ def plan_report(opts: BuildOptions, gpus: float | None = None) -> tuple[str, boo
     cfg = load_config(resolve(opts.config))
     skipped = {} if opts.dry_run else _available(cfg, require_all=False)[1]
     if gpus is None:
-        init_ray(opts.address, opts.num_cpus)
+        init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
         cpus, gpus = cluster_resources()
     else:
         cpus = float(opts.num_cpus or os.cpu_count() or 1)

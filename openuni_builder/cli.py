@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run the whole graph on a few clips with tiny random-weight models (written by each "
                         "worker; no model cache needed) to validate a cluster and config; the output is marked "
                         "dry_run and a build directory never mixes it with real annotations")
+    p.add_argument("--object-store-gb", type=float,
+                   help="object store size of the embedded local Ray in GiB (default: Ray's, 30%% of RAM); "
+                        "in-flight clips stay within half of it, so it bounds the build's memory")
     p.add_argument("--retry-failed", action="store_true", help="retry clips the ledger lists as failed")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any clip failed")
     p.add_argument("--require-all", action="store_true",
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = BuildOptions(source=args.source, out=args.shards, input=args.input, config=args.config,
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
-                        require_all=args.require_all, num_cpus=args.num_cpus, progress=not args.no_progress,
+                        require_all=args.require_all, num_cpus=args.num_cpus, object_store_gb=args.object_store_gb, progress=not args.no_progress,
                         dry_run=args.dry_run)
     if args.dry_run and opts.limit is None:
         opts.limit = DRY_RUN_LIMIT
