@@ -13,8 +13,9 @@ video2dataset pins torch 2.1 and numpy < 2, so it is installed into its own virt
 imageio-ffmpeg's static ffmpeg binary on its PATH (a fresh machine has no ffmpeg).
 
 Throughput is clips per wall second of each whole run (process start to exit, both tools'
-fixed costs included). Flow accuracy is end-point error against the synthetic clips' exact flow
-at the clip size (both tools output 256x256), over all pixels and over pixels still visible at t+1.
+fixed costs included); --copies N lists every clip N times so those fixed costs weigh less.
+Flow accuracy is end-point error against the synthetic clips' exact flow at the clip size (both
+tools output 256x256), over all pixels and over pixels still visible at t+1.
 
 Prints `bench peer_* key=value ...`; the ratio lines are `bench peer_ratio` and `bench peer_flow_ratio`.
 
@@ -40,7 +41,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import (ROOT, SampleClip, default_spec, emit, emit_machine, pipeline_yaml,  # noqa: E402
-                           run_build, run_measured, sample_clips, write_manifest)
+                           repeated, run_build, run_measured, sample_clips, write_manifest)
 from openuni_builder.clip import ClipSpec  # noqa: E402
 from openuni_builder.metrics import epe  # noqa: E402
 from openuni_builder.pixelplanes import load_raw  # noqa: E402
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs for each tool (default 2)")
     parser.add_argument("--synthetic", type=int, default=4, help="synthetic clips beside the 3 real videos (default 4)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="list every clip this many times (distinct keys), so fixed costs weigh less (default 1)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                         help=f"video2dataset's virtual environment, created if missing (default {DEFAULT_VENV})")
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one, removed after)")
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         emit_machine()
         spec = default_spec()
         clips = sample_clips(work / "clips", spec, args.synthetic)
+        if args.copies > 1:
+            clips = repeated(clips, args.copies, spec)
         manifest = write_manifest(clips, work / "clips" / "manifest.csv")
         spans = work / "clips" / "v2d_clips.json"
         spans.write_text(json.dumps(windows(clips, spec)))
