@@ -15,8 +15,8 @@ written into a temporary cache under its registered name with random weights and
 architecture sizes (configs built in code, no hub): dense compute times the same with any weights.
 Where work depends on what a model finds, the random models are biased to the annotators' caps:
 every RT-DETR query scores "person" (so each frame has `max_people` = 8 people to pose and
-DensePose) and Mask2Former's no-object logit is pushed down (so up to `max_segments` entities
-reach SAM2): a heavy case, not a typical one.
+DensePose) and every Mask2Former query scores one class with confidence (so its random masks
+become segments, up to `max_segments` entities, for SAM2 to track): a heavy case, not a typical one.
 
 Without a CUDA device it prints `bench gpu skipped=no_cuda_device` and exits 0.
 Prints `bench gpu_annotator ...` per annotator, `bench gpu_stack ...` and `bench gpu_ratio ...`.
@@ -107,8 +107,9 @@ def _mask2former_swin_t(folder: Path) -> None:
                                encoder_feedforward_dim=1024, dim_feedforward=2048, num_attention_heads=8,
                                id2label=labels, label2id={v: k for k, v in labels.items()})
     model = Mask2FormerForUniversalSegmentation(config)
-    with torch.no_grad():
-        model.class_predictor.bias[-1] = -10.0  # no-object never wins: queries become segments
+    with torch.no_grad():  # every query confidently one class, never no-object: queries become segments
+        model.class_predictor.bias[-1] = -10.0
+        model.class_predictor.bias[0] = 10.0
     model.save_pretrained(folder)
     Mask2FormerImageProcessor(size={"shortest_edge": 800, "longest_edge": 1333}).save_pretrained(folder)
 
