@@ -15,19 +15,13 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-import torchvision
-from torchvision.models import get_model, get_weight
 
 from annotators.base import Annotator, Resources, clip_frames
-from annotators.torch_device import pick_device
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_file, missing
+from openuni_builder.models import load_registry, missing
 
 DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 BACKENDS = ("auto", "raft", "dis")
-RAFT_MIN_SIDE = 128  # RAFT's correlation pyramid needs feature maps >= 16 px at 1/8 resolution
 
 
 class DisFlow:
@@ -40,41 +34,6 @@ class DisFlow:
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         flows = [self.dis.calc(a, b, None) for a, b in zip(gray[:-1], gray[1:])]
         return np.stack(flows).astype(np.float32)
-
-
-class RaftFlow:
-    """torchvision RAFT built with `weights=None` and loaded from the cached state-dict file.
-
-    Inputs go through the weights' own documented transforms (uint8 -> [-1, 1]); frames are
-    replicate-padded on the right and bottom to a multiple of 8 (and at least RAFT_MIN_SIDE) and
-    the flow is cropped back. Frame pairs run in batches of `frame_batch`.
-    """
-
-    def __init__(self, model: str, device: torch.device, num_flow_updates: int, frame_batch: int) -> None:
-        entry = load_registry()[model]
-        self.device, self.num_flow_updates, self.frame_batch = device, num_flow_updates, frame_batch
-        self.net = get_model(entry.hub_id.split("/")[-1], weights=None)  # raft_small / raft_large
-        self.net.load_state_dict(torch.load(model_file(model), map_location="cpu", weights_only=True))
-        self.net.to(device).eval()
-        self.transforms = get_weight(entry.revision).transforms()
-
-    @torch.inference_mode()
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).to(self.device)
-        height, width = video.shape[-2:]
-        pad = (0, _padded(width) - width, 0, _padded(height) - height)
-        flows, pairs = [], len(video) - 1
-        for start in range(0, pairs, self.frame_batch):
-            stop = min(start + self.frame_batch, pairs)
-            first, second = self.transforms(video[start:stop], video[start + 1:stop + 1])
-            first, second = F.pad(first, pad, mode="replicate"), F.pad(second, pad, mode="replicate")
-            flow = self.net(first, second, num_flow_updates=self.num_flow_updates)[-1]
-            flows.append(flow[:, :, :height, :width].permute(0, 2, 3, 1))
-        return torch.cat(flows).float().cpu().numpy()
-
-
-def _padded(size: int) -> int:
-    return max(RAFT_MIN_SIDE, -(-size // 8) * 8)
 
 
 class FlowAnnotator(Annotator):
@@ -101,20 +60,23 @@ class FlowAnnotator(Annotator):
         if model not in rafts:
             raise ValueError(f"flow model must be a registered torchvision RAFT ({', '.join(rafts)}), got {model!r}")
         self.model, self.num_flow_updates, self.frame_batch = model, num_flow_updates, frame_batch
-        self.max_side, self.dis_preset = max_side, dis_preset
-        self.device = pick_device(device)
+        self.max_side, self.dis_preset, self.device_option = max_side, dis_preset, device
         self.requested = backend
         if backend == "auto":  # decided once, here, so provenance and load agree
             backend = "dis" if missing(self.model) else "raft"
         self.backend = backend
-        self._flow: DisFlow | RaftFlow | None = None
+        self._flow = None  # DisFlow or annotators.raft.RaftFlow, made by load()
 
     def unavailable(self) -> str | None:
         return missing(self.model) if self.backend == "raft" else None
 
     def load(self) -> None:
-        if self.backend == "raft":
-            self._flow = RaftFlow(self.model, self.device, self.num_flow_updates, self.frame_batch)
+        if self.backend == "raft":  # torch is imported only here: DIS actors start without it
+            from annotators.raft import RaftFlow
+            from annotators.torch_device import pick_device
+
+            self._flow = RaftFlow(self.model, pick_device(self.device_option), self.num_flow_updates,
+                                  self.frame_batch)
         else:
             self._flow = DisFlow(self.dis_preset)
 
@@ -138,11 +100,14 @@ class FlowAnnotator(Annotator):
         info: dict[str, Any] = {"requested_backend": self.requested, "max_side": self.max_side}
         if self.backend == "dis":
             return {**info, "backend": "opencv-dis", "preset": self.dis_preset, "opencv": cv2.__version__}
+        import torchvision
+
         entry = load_registry()[self.model]
+        device = self._flow.device.type if self._flow is not None else self.device_option
         return {**info, "backend": "raft", "model": entry.name, "hub_id": entry.hub_id,
                 "revision": entry.revision, "license": entry.license,
                 "num_flow_updates": self.num_flow_updates, "torchvision": torchvision.__version__,
-                "device": self.device.type}
+                "device": device}
 
 
 def resize_flow(flow: np.ndarray, height: int, width: int) -> np.ndarray:
