@@ -160,10 +160,14 @@ def _vitpose_base(folder: Path) -> None:
 
 def _densepose_r50_fpn(folder: Path) -> None:
     """densepose_rcnn_R_50_FPN_s1x: ResNet-50 (3-4-6-3), FPN 256, 8 head convs of 512."""
-    from tiny_humans import detectron2_densepose_state, save_tiny_densepose
+    import pickle
 
-    save_tiny_densepose(folder.parent, detectron2_densepose_state(blocks=(3, 4, 6, 3), fpn=256, head_convs=8,
-                                                                  head_dim=512, coarse=2))
+    from openuni_builder.tiny_models import detectron2_densepose_state
+
+    (filename,) = load_registry()["densepose-r50-fpn"].files
+    state = detectron2_densepose_state(blocks=(3, 4, 6, 3), fpn=256, head_convs=8, head_dim=512, coarse=2)
+    with open(folder / filename, "wb") as fh:  # the model zoo's .pkl layout, as tiny_models writes it
+        pickle.dump({"model": state, "__author__": "openuni bench/gpu.py"}, fh)
 
 
 WRITERS: dict[str, Callable[[Path], None]] = {

@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pytest
 import webdataset as wds
 
 from openuni_builder import pixelplanes

@@ -4,14 +4,13 @@ tiny random-weight models that each actor writes itself; output marked and never
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from openuni_builder.cli import main
 from openuni_builder.config import load_config
 from openuni_builder.models import load_registry
-from openuni_builder.runtime import PlanError, format_plan, pack_gpus, plan, resolve_stages
+from openuni_builder.runtime import PlanError, pack_gpus, plan, resolve_stages
 from openuni_builder.tiny_models import WRITERS
 from tests.conftest import numbered_frames, tiny_config, write_video
 from tests.test_build import read_samples
