@@ -70,7 +70,7 @@ BENCH_ANNOTATORS = {"flow": {"backend": "dis"}}
 def pipeline_yaml(directory: Path, spec: ClipSpec, config: str = "openuni", cpu_share: float | None = None,
                   annotators: dict[str, dict] | None = None) -> Path:
     """A copy of pipeline `config` (stages, shard limits) at clip spec `spec` running
-    `annotators` (default BENCH_ANNOTATORS).
+    `annotators` (default BENCH_ANNOTATORS), without filters, balancing or previews.
 
     With `cpu_share`, every stage and annotator asks Ray for that many CPUs instead of its
     default, so the same graph also fits a 1-CPU cluster (the default one needs 2)."""
@@ -78,6 +78,8 @@ def pipeline_yaml(directory: Path, spec: ClipSpec, config: str = "openuni", cpu_
     raw["name"] = f"bench_{raw.get('name', 'pipeline')}"
     raw["clip"] = {"num_frames": spec.num_frames, "fps": spec.fps, "height": spec.height, "width": spec.width}
     raw["annotators"] = {name: dict(block) for name, block in (annotators or BENCH_ANNOTATORS).items()}
+    for extra in ("filters", "balance", "previews"):  # the figures measure RGB + annotators + shards
+        raw.pop(extra, None)
     if cpu_share:
         for stage in ("decode", "encode"):
             raw.setdefault("stages", {}).setdefault(stage, {})["num_cpus"] = cpu_share
