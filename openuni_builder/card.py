@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import tarfile
+from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def _shrink(value: Any) -> Any:
     without turning millions of values into Python lists (a 49-frame flow sidecar took ~13 s)."""
     if isinstance(value, np.ndarray):
         return value[tuple(slice(0, 1) for _ in range(value.ndim))]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts, and the NpzFile the builder decodes .npz members to
         return {k: _shrink(v) for k, v in value.items()}
     return value
 
