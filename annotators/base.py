@@ -74,10 +74,15 @@ class Annotator(ABC):
         return {}
 
 
-def clip_frames(clip: Clip) -> np.ndarray:
-    """The clip's frames, checked to be uint8 (T, H, W, 3): a clear error beats a shape error deep in a model."""
-    frames = clip.frames
-    if frames is None or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        got = None if frames is None else f"{frames.dtype} {frames.shape}"
-        raise ValueError(f"clip {clip.key}: frames must be uint8 (T, H, W, 3) RGB, got {got}")
+def check_frames(frames: Any, what: str = "frames") -> np.ndarray:
+    """`frames` checked to be uint8 (T >= 1, H, W, 3) RGB: a clear error beats a shape error deep in a model."""
+    if not (isinstance(frames, np.ndarray) and frames.ndim == 4 and frames.shape[-1] == 3
+            and frames.dtype == np.uint8 and len(frames)):
+        got = f"{getattr(frames, 'dtype', type(frames).__name__)} {getattr(frames, 'shape', '')}".strip()
+        raise ValueError(f"{what} must be uint8 (T, H, W, 3) RGB with T >= 1, got {got}")
     return frames
+
+
+def clip_frames(clip: Clip) -> np.ndarray:
+    """The clip's frames, checked (see `check_frames`)."""
+    return check_frames(clip.frames, f"clip {clip.key}: frames")

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from annotators.base import Annotator, Resources
-from annotators.person_detect import PersonDetector, PersonTracks, check_frames, torch_device
+from annotators.base import Annotator, Resources, clip_frames
+from annotators.person_detect import PersonDetector, PersonTracks
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.models import ModelUnavailable, load_registry, model_dir
 
@@ -70,14 +70,16 @@ class DensePoseAnnotator(Annotator):
     def load(self) -> None:
         from annotators.densepose_rcnn import load_densepose_rcnn
 
-        self.device = torch_device(self.device)
+        from annotators.torch_device import pick_device  # torch only once a model loads
+
+        self.device = pick_device(self.device or "auto")
         self.model = load_densepose_rcnn(self._weights()).to(self.device)
         self.detector.load()
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
         outputs = []
         for clip in clips:
-            frames = check_frames(clip.frames)
+            frames = clip_frames(clip)
             tracks = self.detector.track(frames)
             outputs.append(ModalityOutput(raw={"iuv": self.iuv(frames, tracks)}, meta=tracks.meta()))
         return outputs

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from annotators.base import check_frames
 from openuni_builder.models import load_registry, model_dir, missing
 
 
@@ -126,13 +127,6 @@ class PersonTracks:
         }
 
 
-def torch_device(device: str | None) -> str:
-    """`device` if given, else cuda when available, else cpu."""
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class PersonDetector:
     """RT-DETR person boxes from the local model cache, tracked over a clip.
 
@@ -160,7 +154,9 @@ class PersonDetector:
         from transformers import RTDetrForObjectDetection, RTDetrImageProcessor
 
         path = model_dir(self.model_name)
-        self.device = torch_device(self.device)
+        from annotators.torch_device import pick_device  # torch only once a model loads
+
+        self.device = pick_device(self.device or "auto")
         self.processor = RTDetrImageProcessor.from_pretrained(path)
         self.model = RTDetrForObjectDetection.from_pretrained(path).eval().to(self.device)
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
@@ -200,12 +196,3 @@ class PersonDetector:
         entry = load_registry()[self.model_name]
         return {"detector": entry.hub_id, "detector_revision": entry.revision,
                 "detector_threshold": self.threshold, "tracker_iou": self.iou_threshold}
-
-
-def check_frames(frames: np.ndarray) -> np.ndarray:
-    if not (isinstance(frames, np.ndarray) and frames.ndim == 4 and frames.shape[-1] == 3
-            and frames.dtype == np.uint8 and len(frames)):
-        shape = getattr(frames, "shape", None)
-        dtype = getattr(frames, "dtype", type(frames).__name__)
-        raise ValueError(f"frames must be uint8 (T, H, W, 3) RGB with T >= 1, got {shape} {dtype}")
-    return frames

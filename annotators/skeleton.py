@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from annotators.base import Annotator, Resources
-from annotators.person_detect import PersonDetector, PersonTracks, check_frames, torch_device
+from annotators.base import Annotator, Resources, clip_frames
+from annotators.person_detect import PersonDetector, PersonTracks
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
 from openuni_builder.models import load_registry, model_dir, missing
@@ -75,7 +75,9 @@ class SkeletonAnnotator(Annotator):
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
         path = model_dir(self.model_name)
-        self.device = torch_device(self.device)
+        from annotators.torch_device import pick_device  # torch only once a model loads
+
+        self.device = pick_device(self.device or "auto")
         self.processor = VitPoseImageProcessor.from_pretrained(path)
         self.model = VitPoseForPoseEstimation.from_pretrained(path).eval().to(self.device)
         if self.model.config.num_labels != 17:
@@ -87,7 +89,7 @@ class SkeletonAnnotator(Annotator):
         run = self._mediapipe if self.backend == "mediapipe" else self._vitpose
         outputs = []
         for clip in clips:
-            coco, tracks = run(check_frames(clip.frames))
+            coco, tracks = run(clip_frames(clip))
             keypoints = coco17_to_openpose18(coco, self.keypoint_threshold)
             if keypoints.shape[1] == 0:
                 keypoints = np.zeros((len(clip.frames), 1, 18, 3), np.float32)
