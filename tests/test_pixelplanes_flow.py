@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from openuni_builder import pixelplanes
-from openuni_builder.pixelplanes.flow import NCOLS, WHEEL, flow_to_rgb, rgb_to_flow
+from openuni_builder.pixelplanes.flow import LUT_SIZE, NCOLS, WHEEL, flow_to_rgb, flow_to_rgb_lut, rgb_to_flow
 from openuni_builder.video_io import decode_mp4, encode_mp4
 
 # Documented bound (docs/PIXELPLANES.md): endpoint error <= 0.0075 * max_rad when lossless.
@@ -42,12 +42,27 @@ def test_colours_match_the_wheel_at_known_angles():
     assert tuple(flow_to_rgb(np.zeros(2), 2.0)) == (255, 255, 255)
 
 
-def test_dense_disc_round_trip_within_bound():
-    x = np.linspace(-1, 1, 401)
+def _disc(n=401):
+    """One frame of flow sampling [-1, 1]^2 densely, and the mask of its unit disc."""
+    x = np.linspace(-1, 1, n, dtype=np.float32)
     u, v = np.meshgrid(x, x)
-    flow = np.stack([u, v], -1)[np.hypot(u, v) <= 1]
-    err = _epe(rgb_to_flow(flow_to_rgb(flow, 1.0), 1.0), flow)
-    assert err.max() <= FLOW_EPE_BOUND
+    return np.stack([u, v], -1)[None], np.hypot(u, v) <= 1
+
+
+@pytest.mark.parametrize("to_rgb", [flow_to_rgb, flow_to_rgb_lut])
+def test_dense_disc_round_trip_within_bound(to_rgb):
+    flow, disc = _disc()
+    err = _epe(rgb_to_flow(to_rgb(flow, 1.0), 1.0), flow)[0]
+    assert err[disc].max() <= FLOW_EPE_BOUND
+
+
+def test_lookup_matches_the_arithmetic_within_a_level_off_the_seam():
+    flow, disc = _disc(601)
+    diff = np.abs(flow_to_rgb_lut(flow * 3, 3.0).astype(int) - flow_to_rgb(flow * 3, 3.0)).max(-1)[0]
+    u, v = flow[0, ..., 0], flow[0, ..., 1]
+    seam = (u > 0) & (np.abs(v) < 2 / LUT_SIZE)  # rightward: wheel entry 54 meets entry 0
+    assert diff[disc & ~seam].max() <= 1
+    assert (diff[disc] > 0).mean() < 0.2
 
 
 def test_encode_aligns_to_clip_frames_and_round_trips():

@@ -13,6 +13,7 @@ returns only the T-1 real pairs.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import cv2
@@ -69,6 +70,40 @@ def flow_to_rgb(flow: np.ndarray, max_rad: float) -> np.ndarray:
     return np.rint(col).astype(np.uint8)
 
 
+# Side of the table `flow_to_rgb_lut` samples: odd, so the centre texel is exactly zero flow.
+# Measured on a real DIS flow (bikes.mp4, 49 frames at 256²): at 2049 the bilinear lookup moves
+# 12% of pixels by 1 level in some channel and 0.14% by more (the wheel's seam, below), for +1.1%
+# mean round-trip endpoint error; at 1025 the error grows 5%. The table is 12.6 MB, built once per
+# process in ~0.5-0.9 s.
+LUT_SIZE = 2049
+
+
+@cache
+def wheel_lut() -> np.ndarray:
+    """(LUT_SIZE, LUT_SIZE, 3) uint8: `flow_to_rgb` of the grid [-1, 1]^2, u along columns."""
+    centre = (LUT_SIZE - 1) / 2
+    axis = (np.arange(LUT_SIZE, dtype=np.float32) - centre) / centre
+    u, v = np.meshgrid(axis, axis)
+    return flow_to_rgb(np.stack([u, v], axis=-1), 1.0)
+
+
+def flow_to_rgb_lut(flow: np.ndarray, max_rad: float) -> np.ndarray:
+    """`flow_to_rgb` of a (T, H, W, 2) flow (H, W < 32767) by bilinear lookup in `wheel_lut`.
+
+    Why: the arithmetic of `flow_to_rgb` costs ~0.3-0.6 s per 49-frame 256² clip, more than the
+    DIS flow itself; the lookup takes ~20 ms. The one place it differs by more than a level is the
+    reference wheel's own seam (flow pointing right, where entry 54 meets entry 0): there it
+    blends the two entries, and both sides decode to the same direction.
+    """
+    centre = np.float32((LUT_SIZE - 1) / 2)
+    scale = centre / np.float32(max_rad) if max_rad > 0 else np.float32(0)
+    lut = wheel_lut()
+    out = np.empty(flow.shape[:-1] + (3,), np.uint8)
+    for t, pair in enumerate(flow):  # per frame: remap refuses images of 32767+ rows
+        cv2.remap(lut, pair.astype(np.float32) * scale + centre, None, cv2.INTER_LINEAR, dst=out[t])
+    return out
+
+
 def rgb_to_flow(rgb: np.ndarray, max_rad: float) -> np.ndarray:
     """Invert `flow_to_rgb`: chroma (max - min channel) is the radius, HSV hue gives the angle.
 
@@ -99,7 +134,7 @@ class FlowCodec(Codec):
         if num_frames < 2:
             raise ValueError("flow needs a clip of at least 2 frames")
         max_rad = float(np.hypot(flow[..., 0], flow[..., 1]).max())
-        frames = flow_to_rgb(flow, max_rad)
+        frames = flow_to_rgb_lut(flow, max_rad)
         frames = np.concatenate([frames, frames[-1:]])
         return frames, {"max_rad": max_rad}
 
