@@ -57,50 +57,56 @@ def flow_to_rgb(flow: np.ndarray, max_rad: float) -> np.ndarray:
     """(..., 2) flow in pixels -> (..., 3) uint8 RGB, radius divided by `max_rad` (must bound it).
 
     Same arithmetic as the reference `computeColor`, except colours are rounded, not floored,
-    to halve the quantisation error. float32 throughout: 2.5x faster than float64 on a 49-frame
-    256² clip, and the colour is quantised to 8 bits anyway.
+    to halve the quantisation error.
     """
+    return np.rint(wheel_colour(flow, max_rad)).astype(np.uint8)
+
+
+def wheel_colour(flow: np.ndarray, max_rad: float) -> np.ndarray:
+    """The unrounded float32 colour of `flow_to_rgb` (float32: 2.5x faster than float64 on a
+    49-frame 256² clip, and the colour is quantised to 8 bits anyway)."""
     u, v = flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32)
     rad = np.hypot(u, v) / np.float32(max_rad) if max_rad > 0 else np.zeros_like(u)
     fk = (np.arctan2(-v, -u) / np.float32(np.pi) + 1) * np.float32((NCOLS - 1) / 2)
     k0 = fk.astype(np.int32)  # fk >= 0, so truncation is floor
     f = (fk - k0)[..., None]
     col = (1 - f) * WHEEL32[k0] + f * WHEEL32[(k0 + 1) % NCOLS]
-    col = 255 - np.minimum(rad, 1)[..., None] * (255 - col)
-    return np.rint(col).astype(np.uint8)
+    return 255 - np.minimum(rad, 1)[..., None] * (255 - col)
 
 
-# Side of the table `flow_to_rgb_lut` samples: odd, so the centre texel is exactly zero flow.
-# Measured on a real DIS flow (bikes.mp4, 49 frames at 256²): at 2049 the bilinear lookup moves
-# 12% of pixels by 1 level in some channel and 0.14% by more (the wheel's seam, below), for +1.1%
-# mean round-trip endpoint error; at 1025 the error grows 5%. The table is 12.6 MB, built once per
-# process in ~0.5-0.9 s.
-LUT_SIZE = 2049
+# Side of the table `flow_to_rgb_lut` interpolates: odd, so the centre texel is exactly zero
+# flow. The table holds unrounded float colours, so the lookup rounds once, as the formula does.
+# Measured on a real DIS flow (bikes.mp4, 49 frames at 256²): 3.7% of pixels move by 1 level in
+# some channel, 0.26% by more (the wheel's seam, below), and the round-trip endpoint error is the
+# formula's (0.6929 vs 0.6933 px); a 513 table doubles the 1-level moves, a uint8 table of any
+# size rounds twice and adds ~5% endpoint error. 12.6 MB, built once per process in ~0.1 s.
+LUT_SIZE = 1025
 
 
 @cache
 def wheel_lut() -> np.ndarray:
-    """(LUT_SIZE, LUT_SIZE, 3) uint8: `flow_to_rgb` of the grid [-1, 1]^2, u along columns."""
+    """(LUT_SIZE, LUT_SIZE, 3) float32: `wheel_colour` of the grid [-1, 1]^2, u along columns."""
     centre = (LUT_SIZE - 1) / 2
     axis = (np.arange(LUT_SIZE, dtype=np.float32) - centre) / centre
     u, v = np.meshgrid(axis, axis)
-    return flow_to_rgb(np.stack([u, v], axis=-1), 1.0)
+    return wheel_colour(np.stack([u, v], axis=-1), 1.0)
 
 
 def flow_to_rgb_lut(flow: np.ndarray, max_rad: float) -> np.ndarray:
     """`flow_to_rgb` of a (T, H, W, 2) flow (H, W < 32767) by bilinear lookup in `wheel_lut`.
 
     Why: the arithmetic of `flow_to_rgb` costs ~0.3-0.6 s per 49-frame 256² clip, more than the
-    DIS flow itself; the lookup takes ~20 ms. The one place it differs by more than a level is the
-    reference wheel's own seam (flow pointing right, where entry 54 meets entry 0): there it
-    blends the two entries, and both sides decode to the same direction.
+    DIS flow itself; the lookup (cv2.remap, then one rounding) takes ~15 ms. The one place it
+    differs by more than a level is the reference wheel's own seam (flow pointing right, where
+    entry 54 meets entry 0): there it blends the two entries, and both decode to direction +-pi.
     """
     centre = np.float32((LUT_SIZE - 1) / 2)
     scale = centre / np.float32(max_rad) if max_rad > 0 else np.float32(0)
     lut = wheel_lut()
     out = np.empty(flow.shape[:-1] + (3,), np.uint8)
     for t, pair in enumerate(flow):  # per frame: remap refuses images of 32767+ rows
-        cv2.remap(lut, pair.astype(np.float32) * scale + centre, None, cv2.INTER_LINEAR, dst=out[t])
+        colour = cv2.remap(lut, pair.astype(np.float32) * scale + centre, None, cv2.INTER_LINEAR)
+        cv2.convertScaleAbs(colour, dst=out[t])  # rounds to nearest and saturates to uint8
     return out
 
 
