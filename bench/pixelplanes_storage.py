@@ -12,7 +12,8 @@ matter for compression:
   skeleton   two synthetic walkers, drawn by the codec
   densepose  IUV painted along the same walkers' limbs (part per limb, U along, V across)
 Prints one line per figure: `pixelplanes_storage modality=M storage=S key=value ...`, then
-`pixelplanes_default modality=M storage=S` for the choice the numbers favour (smallest lossless).
+`pixelplanes_default modality=M storage=S configured=C` for the choice the size alone favours
+(smallest lossless) and the project's default (which also weighs encode time, see storage.py).
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"pixelplanes_storage modality={modality} storage={choice} "
                   f"bytes_per_frame={len(video) / t:.0f} encode_ms_per_frame={encode_ms:.1f} {cells}")
         lossless = {c: s for c, (s, err) in sizes.items() if err == 0}
-        print(f"pixelplanes_default modality={modality} storage={min(lossless, key=lossless.get)}")
+        print(f"pixelplanes_default modality={modality} storage={min(lossless, key=lossless.get)} "
+              f"configured={pixelplanes.DEFAULT_STORAGE[modality]}")
     if args.preview:
         from openuni_builder.previews import contact_sheet, save_png
         save_png(args.preview, contact_sheet(rgb, planes))

@@ -21,6 +21,7 @@ def test_bench_prints_parseable_lines(capsys, tmp_path):
     assert {r["modality"] for r in rows} == {"rgb", "depth", "flow", "seg", "skeleton", "densepose"}
     lossless = [r for r in rows if r["storage"] == "x264rgb_lossless"]
     assert len(lossless) == 5 and all(r["pixel_max"] == "0" for r in lossless)
+    assert all(r["pixel_max"] == "0" for r in rows if r["storage"] == "x264rgb_lossless_fast")
     assert all(float(r["bytes_per_frame"]) > 0 for r in rows)
     assert sum(line.startswith("pixelplanes_default ") for line in lines) == 5
     assert (tmp_path / "p.png").exists()
