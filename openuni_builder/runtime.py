@@ -185,21 +185,23 @@ def cluster_resources() -> tuple[float, float]:
     return float(res.get("CPU", 0)), float(res.get("GPU", 0))
 
 
-def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int | None = None) -> None:
-    """Attach to `address` (auto, ray://...) or start an embedded local Ray bound to 127.0.0.1.
+def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int | None = None) -> bool:
+    """Attach to `address` (auto, ray://...) or start an embedded local Ray bound to 127.0.0.1;
+    True when this call started an embedded Ray (which the caller then shuts down).
 
     `object_store_bytes` sizes the embedded Ray's object store (default: Ray's, 30% of RAM). Ray
     Data keeps in-flight clips within half of it, so it is the knob that bounds a build's memory.
     """
     if ray.is_initialized():
-        return
+        return False
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # address="local": always a fresh embedded cluster, never one another driver started.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 object_store_memory=object_store_bytes,
-                 logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+        return False
+    # address="local": always a fresh embedded cluster, never one another driver started.
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+             object_store_memory=object_store_bytes,
+             logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+    return True
 
 
 def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool = False,
