@@ -49,6 +49,11 @@ class Annotator(ABC):
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    def resources(self) -> Resources:
+        """What this annotator asks Ray for with its options (default: `default_resources`);
+        the pipeline config's `resources` block overrides it field by field."""
+        return self.default_resources
+
     def unavailable(self) -> str | None:
         """Why this annotator cannot run here (a model missing from the cache), or None.
 

@@ -66,7 +66,7 @@ def resolve_stages(cfg: BuildConfig, cluster_gpus: float) -> list[StagePlan]:
     """
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
-        r = get_annotator(a.name).default_resources.merged(a.resources)
+        r = get_annotator(a.name)(**a.options).resources().merged(a.resources)
         if r.num_gpus and not cluster_gpus:
             log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, r.num_gpus)
             r = replace(r, num_gpus=0.0)

@@ -28,3 +28,12 @@ def test_actor_cpu_shares_shrink_to_leave_room_for_the_cpu_stages(tmp_path):
 def test_more_gpus_than_the_cluster_has_is_refused(tmp_path):
     with pytest.raises(PlanError, match="ask for 1 GPUs but the cluster has 0.5"):
         plan(load_config(tiny_config(tmp_path, ANNOTATORS)), 16, 0.5)
+
+
+def test_annotator_resources_follow_its_options(tmp_path, monkeypatch):
+    """DIS flow takes one clip per call; RAFT keeps its batch; config overrides win over both."""
+    monkeypatch.setenv("OPENUNI_MODEL_CACHE", str(tmp_path / "empty-cache"))
+    flows = ("  flow: {backend: dis}\n", "  flow: {backend: raft}\n", "  flow: {backend: dis, resources: {batch_size: 3}}\n")
+    batches = [{s.name: s for s in plan(load_config(tiny_config(tmp_path, a)), 16, 0)}["flow"].resources.batch_size
+               for a in flows]
+    assert batches == [1, 4, 3]
