@@ -4,7 +4,7 @@ Both tools get the bundled sample clips (3 real videos + synthetic clips with ex
 same time window per clip (the window `video_io.cut_clip` centres in the segment), and produce
 clips at the default spec (256x256, 16 fps, 49 frames) with forward optical flow in WebDataset:
   ours: `openuni-build --source manifest` with the default pipeline (RGB mp4, DIS flow, flow
-        Pixelplanes video, float16 flow sidecar, JSON), on --num-cpus CPUs.
+        Pixelplanes video, int16 fixed-point flow sidecar, JSON), on --num-cpus CPUs.
   v2d:  video2dataset's cut stage (exact clipping, resize + centre crop, fps, each via ffmpeg)
         then its optical_flow stage (decord decode, OpenCV Farneback "cv2" detector, float16
         .npy), with --num-cpus worker processes; see bench/v2d_driver.py.
@@ -13,13 +13,16 @@ video2dataset pins torch 2.1 and numpy < 2, so it is installed into its own virt
 imageio-ffmpeg's static ffmpeg binary on its PATH (a fresh machine has no ffmpeg).
 
 Throughput is clips per wall second of each whole run (process start to exit, both tools'
-fixed costs included); --copies N lists every clip N times so those fixed costs weigh less.
+fixed costs included); --copies N lists every clip N times so those fixed costs weigh less, and
+--marginal N adds a run at N copies and prints the throughput between the two sizes (extra clips
+over extra wall seconds), in which each tool's fixed cost cancels: the rate of a long build.
 Flow accuracy is end-point error against the synthetic clips' exact flow at the clip size (both
 tools output 256x256), over all pixels and over pixels still visible at t+1.
 
 Prints `bench peer_* key=value ...`; the ratio lines are `bench peer_ratio` and `bench peer_flow_ratio`.
 
-    PYTHONPATH=$PWD python bench/peer.py [--num-cpus 2] [--synthetic 4] [--venv ~/.cache/openuni/v2d-venv]
+    PYTHONPATH=$PWD python bench/peer.py [--num-cpus 2] [--synthetic 4] [--copies 1] [--marginal 4]
+                                         [--venv ~/.cache/openuni/v2d-venv]
 """
 
 from __future__ import annotations
@@ -133,6 +136,29 @@ def flow_errors(flows: dict[str, np.ndarray], clips: list[SampleClip]) -> dict[s
     return {"epe": float(np.mean(all_px)), "epe_visible": float(np.mean(visible)), "pairs": pairs, "missing": missing}
 
 
+def run_both(clips: list[SampleClip], spec: ClipSpec, work: Path, python: Path, args: argparse.Namespace) -> dict:
+    """Both tools on `clips` under `work`: per tool its measured run and its flows by clip id
+    (and video2dataset's per-stage wall times)."""
+    manifest = write_manifest(clips, work / "clips" / "manifest.csv")
+    spans = work / "clips" / "v2d_clips.json"
+    spans.write_text(json.dumps(windows(clips, spec)))
+    ours = run_build(manifest, work / "ours", pipeline_yaml(work / "clips", spec), args.num_cpus)
+    env = {**os.environ, "PATH": f"{args.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONPATH", None)
+    v2d = run_measured([str(python), str(ROOT / "bench" / "v2d_driver.py"), "--clips", str(spans),
+                        "--out", str(work / "v2d"), "--size", str(spec.height), "--fps", f"{spec.fps:g}",
+                        "--num-cpus", str(args.num_cpus)], work / "v2d.log", env, args.num_cpus)
+    if v2d.returncode:
+        raise RuntimeError(f"video2dataset run failed (exit {v2d.returncode}); see {v2d.log}")
+    stages = {}
+    for line in v2d.log.read_text().splitlines():
+        if line.startswith("v2d_stage "):
+            fields = dict(kv.split("=", 1) for kv in line.split()[1:])
+            stages[fields["name"]] = float(fields["wall_s"])
+    return {"ours": (ours, ours_flows(work / "ours")), "v2d": (v2d, v2d_flows(work / "v2d" / "flow")),
+            "v2d_stages": stages}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,45 +166,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthetic", type=int, default=4, help="synthetic clips beside the 3 real videos (default 4)")
     parser.add_argument("--copies", type=int, default=1,
                         help="list every clip this many times (distinct keys), so fixed costs weigh less (default 1)")
+    parser.add_argument("--marginal", type=int, default=0, metavar="N",
+                        help="also run both tools with every clip listed N times and print the marginal "
+                             "throughput between the two sizes, where each tool's fixed cost cancels (default: off)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                         help=f"video2dataset's virtual environment, created if missing (default {DEFAULT_VENV})")
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one, removed after)")
     args = parser.parse_args(argv)
+    if args.marginal and args.marginal <= args.copies:
+        parser.error("--marginal N needs N > --copies")
 
     python = ensure_v2d(args.venv)
     work = args.work or Path(tempfile.mkdtemp(prefix="openuni-peer-"))
     try:
         emit_machine()
         spec = default_spec()
-        clips = sample_clips(work / "clips", spec, args.synthetic)
-        if args.copies > 1:
-            clips = repeated(clips, args.copies, spec)
-        manifest = write_manifest(clips, work / "clips" / "manifest.csv")
-        spans = work / "clips" / "v2d_clips.json"
-        spans.write_text(json.dumps(windows(clips, spec)))
-
-        ours = run_build(manifest, work / "ours", pipeline_yaml(work / "clips", spec), args.num_cpus)
-        env = {**os.environ, "PATH": f"{args.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.pop("PYTHONPATH", None)
-        v2d = run_measured([str(python), str(ROOT / "bench" / "v2d_driver.py"), "--clips", str(spans),
-                            "--out", str(work / "v2d"), "--size", str(spec.height), "--fps", f"{spec.fps:g}",
-                            "--num-cpus", str(args.num_cpus)], work / "v2d.log", env, args.num_cpus)
-        if v2d.returncode:
-            raise RuntimeError(f"video2dataset run failed (exit {v2d.returncode}); see {v2d.log}")
-        stages = {}
-        for line in v2d.log.read_text().splitlines():
-            if line.startswith("v2d_stage "):
-                fields = dict(kv.split("=", 1) for kv in line.split()[1:])
-                stages[fields["name"]] = float(fields["wall_s"])
-
-        ours_out, v2d_out = ours_flows(work / "ours"), v2d_flows(work / "v2d" / "flow")
+        base = sample_clips(work / "clips", spec, args.synthetic)
+        clips = repeated(base, args.copies, spec) if args.copies > 1 else base
+        runs = run_both(clips, spec, work, python, args)
+        (ours, ours_out), (v2d, v2d_out) = runs["ours"], runs["v2d"]
         n = len(clips)
         emit("peer_ours", wall_s=ours.wall_s, cpu_s=ours.cpu_s, peak_pss_mb=ours.peak_pss_mb, clips=n,
              clips_out=len(ours_out), clips_per_s=len(ours_out) / ours.wall_s, num_cpus=args.num_cpus)
         emit("peer_v2d", wall_s=v2d.wall_s, cpu_s=v2d.cpu_s, peak_pss_mb=v2d.peak_pss_mb, clips=n,
              clips_out=len(v2d_out), clips_per_s=len(v2d_out) / v2d.wall_s,
-             cut_s=stages.get("cut", float("nan")), flow_s=stages.get("optical_flow", float("nan")),
-             num_cpus=args.num_cpus)
+             cut_s=runs["v2d_stages"].get("cut", float("nan")),
+             flow_s=runs["v2d_stages"].get("optical_flow", float("nan")), num_cpus=args.num_cpus)
         ratio = (len(ours_out) / ours.wall_s) / max(len(v2d_out) / v2d.wall_s, 1e-9)
         emit("peer_ratio", throughput_ours_over_v2d=ratio, cpu_v2d_over_ours=v2d.cpu_s / ours.cpu_s,
              target=THROUGHPUT_TARGET, met=ratio >= THROUGHPUT_TARGET)
@@ -189,6 +202,19 @@ def main(argv: list[str] | None = None) -> None:
         emit("peer_flow_ratio", epe_ours_over_v2d=errors["ours"]["epe"] / errors["v2d"]["epe"],
              epe_visible_ours_over_v2d=errors["ours"]["epe_visible"] / errors["v2d"]["epe_visible"],
              met=errors["ours"]["epe"] <= errors["v2d"]["epe"])
+        if args.marginal:
+            big = run_both(repeated(base, args.marginal, spec), spec, work / f"x{args.marginal}", python, args)
+            rates = {}
+            for tool in ("ours", "v2d"):
+                (small_run, small_out), (big_run, big_out) = runs[tool], big[tool]
+                extra_clips, extra_s = len(big_out) - len(small_out), big_run.wall_s - small_run.wall_s
+                rates[tool] = extra_clips / extra_s if extra_s > 0 else float("nan")
+                emit("peer_marginal_tool", tool=tool, clips=f"{len(small_out)}->{len(big_out)}",
+                     wall_s=f"{small_run.wall_s:.2f}->{big_run.wall_s:.2f}",
+                     cpu_s=f"{small_run.cpu_s:.1f}->{big_run.cpu_s:.1f}", marginal_clips_per_s=rates[tool])
+            marginal = rates["ours"] / rates["v2d"]
+            emit("peer_marginal", throughput_ours_over_v2d=marginal, target=THROUGHPUT_TARGET,
+                 met=marginal >= THROUGHPUT_TARGET)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
