@@ -87,11 +87,13 @@ def load_raw(data: bytes) -> dict[str, np.ndarray]:
 
 
 def _to_fixed(key: str, arr: np.ndarray, scale: int) -> np.ndarray:
-    if not np.isfinite(arr).all():
-        raise ValueError(f"raw[{key!r}] holds NaN or inf")
-    fixed = np.round(arr.astype(np.float64) * scale)
+    """round(arr * scale) as int16. In float32: the scales are powers of two, so the product is
+    exact and the result equals float64's, at half the passes' cost."""
+    fixed = np.rint(arr.astype(np.float32, copy=False) * np.float32(scale))
+    if not np.isfinite(fixed).all():
+        raise ValueError(f"raw[{key!r}] holds NaN or inf (or values beyond float32)")
     limit = np.iinfo(np.int16).max
-    if fixed.size and np.abs(fixed).max() > limit:
+    if fixed.size and max(fixed.max(), -fixed.min()) > limit:
         raise ValueError(f"raw[{key!r}] exceeds the fixed-point range +-{limit / scale:g}")
     return fixed.astype(np.int16)
 
