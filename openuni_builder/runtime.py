@@ -2,7 +2,7 @@
 
     requests -> decode (tasks, CPU) -> annotator 1 (actor pool) -> ... -> encode (tasks, CPU) -> driver
 
-Filters (openuni_builder/filters.py) ride along: probe and content filters inside decode, each
+Filters (openuni_builder/filters/) ride along: probe and content filters inside decode, each
 annotated-phase filter as a small task stage right after the last annotator it needs.
 
 CPU stages run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
