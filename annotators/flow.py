@@ -40,10 +40,12 @@ class FlowAnnotator(Annotator):
     """Optical flow between consecutive clip frames."""
 
     name: ClassVar[str] = "flow"
-    default_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=4, concurrency=1)
-    # DIS gains nothing from batching: one clip per call, so each clip goes on to encoding as
-    # soon as its flow is done instead of waiting for three more (28 sample clips on 2 CPUs: the
-    # build 35.2 s -> 34.4 s). On a many-core CPU node raise `resources: {concurrency: N}`.
+    # RAFT: a GPU share (without one, Ray hides the GPUs from the actor and RAFT runs on CPU);
+    # dropped by the runtime where no GPU is visible. The pipelines' shares add up to one GPU.
+    default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.1, batch_size=4, concurrency=1)
+    # DIS is CPU-only and gains nothing from batching: one clip per call, so each clip goes on to
+    # encoding as soon as its flow is done instead of waiting for three more (28 sample clips on
+    # 2 CPUs: the build 35.2 s -> 34.4 s). On a many-core CPU node raise `resources: {concurrency: N}`.
     dis_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=1, concurrency=1)
 
     def __init__(self, backend: str = "auto", model: str = "raft-small", num_flow_updates: int = 12,

@@ -45,6 +45,7 @@ class StagePlan:
     name: str
     kind: str  # "tasks" or "actors"
     resources: Resources
+    asked_gpus: float = 0.0  # the GPU ask before a cluster without GPUs dropped it
 
 
 class PlanError(RuntimeError):
@@ -67,10 +68,11 @@ def resolve_stages(cfg: BuildConfig, cluster_gpus: float) -> list[StagePlan]:
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
         r = get_annotator(a.name)(**a.options).resources().merged(a.resources)
-        if r.num_gpus and not cluster_gpus:
-            log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, r.num_gpus)
+        asked = r.num_gpus
+        if asked and not cluster_gpus:
+            log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, asked)
             r = replace(r, num_gpus=0.0)
-        stages.append(StagePlan(a.name, "actors", r))
+        stages.append(StagePlan(a.name, "actors", r, asked))
     stages.append(StagePlan("encode", "tasks", cfg.encode))
     return stages
 
@@ -174,7 +176,7 @@ def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: floa
             held[name] += 1
         used = sum(f for _, f in actors)
         lines.append(f"GPU {i}: " + (", ".join(f"{n} x{k}" for n, k in held.items()) or "idle") + f"  ({used:g} of 1)")
-    if not cluster_gpus and any(get_annotator(s.name).default_resources.num_gpus for s in stages if s.kind == "actors"):
+    if not cluster_gpus and any(s.asked_gpus for s in stages):
         lines.append("no GPU visible: GPU annotators run on CPU (pass --gpus N to plan for a GPU cluster)")
     return "\n".join(lines)
 

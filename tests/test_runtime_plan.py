@@ -37,3 +37,20 @@ def test_annotator_resources_follow_its_options(tmp_path, monkeypatch):
     batches = [{s.name: s for s in plan(load_config(tiny_config(tmp_path, a)), 16, 0)}["flow"].resources.batch_size
                for a in flows]
     assert batches == [1, 4, 3]
+
+
+@pytest.mark.parametrize("pipeline", ["openuni", "panda_dense"])
+def test_bundled_pipelines_fit_one_gpu_with_raft_flow(pipeline):
+    """RAFT flow asks for a GPU share (else Ray hides the GPU from it); the bundled pipelines'
+    shares leave room for it, so every actor fits on one GPU."""
+    from dataclasses import replace
+
+    from pipelines import resolve
+
+    cfg = load_config(resolve(pipeline))
+    cfg = replace(cfg, annotators=tuple(replace(a, options={**a.options, "backend": "raft"}) if a.name == "flow"
+                                        else a for a in cfg.annotators))
+    stages = {s.name: s for s in plan(cfg, 16, 1)}
+    assert stages["flow"].resources.num_gpus == pytest.approx(0.1)
+    assert sum(s.resources.num_gpus * s.resources.concurrency for s in stages.values()) <= 1 + 1e-9
+    assert {s.name: s for s in plan(cfg, 16, 0)}["flow"].asked_gpus == pytest.approx(0.1)
