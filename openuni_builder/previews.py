@@ -111,8 +111,14 @@ def animated_frames(members: dict[str, bytes]) -> list[np.ndarray]:
 
 
 def save_gif(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
-    """Write RGB frames as a looping animated GIF at `fps`."""
-    images = [Image.fromarray(f) for f in frames]
+    """Write RGB frames as a looping animated GIF at `fps`.
+
+    Each frame gets its own 256-colour palette by fast octree quantisation: Pillow's default
+    (median cut + dithering) took 3.3 s per 49-frame sample and 14 s of a 7-clip samples build's
+    previews; octree takes 0.16 s, for a mean error of 2.7 instead of 1.9 levels.
+    """
+    images = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+              for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)), loop=0)
 
 
