@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from openuni_builder.clip import ClipSpec
+from openuni_builder.pixelplanes.storage import write_npz
 from openuni_builder.video_io import VideoEncoding, encode_mp4
 
 #: Near-lossless H.264 for sample videos; 4:4:4 keeps the textures' colour detail.
@@ -155,8 +156,8 @@ def write_sample(directory: str | Path, spec: ClipSpec, seed: int) -> tuple[Path
     video = out / f"synthetic_{seed}.mp4"
     gt = out / f"synthetic_{seed}.gt.npz"
     video.write_bytes(encode_mp4(clip.frames, spec.fps, SAMPLE_ENCODING))
-    np.savez_compressed(gt, depth=clip.depth, flow=clip.flow, flow_valid=clip.flow_valid,
-                        ids=clip.ids, meta=np.array(json.dumps(clip.meta)))
+    write_npz(gt, {"depth": clip.depth, "flow": clip.flow, "flow_valid": clip.flow_valid, "ids": clip.ids,
+                   "meta": np.array(json.dumps(clip.meta))})
     return video, gt
 
 
