@@ -21,7 +21,7 @@ tools output 256x256), over all pixels and over pixels still visible at t+1.
 
 Prints `bench peer_* key=value ...`; the ratio lines are `bench peer_ratio` and `bench peer_flow_ratio`.
 
-    PYTHONPATH=$PWD python bench/peer.py [--num-cpus 2] [--synthetic 4] [--copies 1] [--marginal 4]
+    PYTHONPATH=$PWD python bench/peer.py [--num-cpus 2] [--synthetic 4] [--copies 1] [--marginal 4] [--repeat 1]
                                          [--venv ~/.cache/openuni/v2d-venv]
 """
 
@@ -159,6 +159,20 @@ def run_both(clips: list[SampleClip], spec: ClipSpec, work: Path, python: Path, 
             "v2d_stages": stages}
 
 
+def median_runs(clips: list[SampleClip], spec: ClipSpec, work: Path, python: Path, args: argparse.Namespace) -> dict:
+    """`run_both` --repeat times; per tool the run with the median wall time, and every wall time
+    ("ours_walls", "v2d_walls") so the spread is printed beside the figure."""
+    rounds = [run_both(clips, spec, work / f"round{k}", python, args) for k in range(args.repeat)]
+    out: dict = {}
+    for tool in ("ours", "v2d"):
+        order = sorted(range(len(rounds)), key=lambda k: rounds[k][tool][0].wall_s)
+        middle = order[len(order) // 2]
+        out[tool], out[f"{tool}_walls"] = rounds[middle][tool], [r[tool][0].wall_s for r in rounds]
+        if tool == "v2d":
+            out["v2d_stages"] = rounds[middle]["v2d_stages"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--marginal", type=int, default=0, metavar="N",
                         help="also run both tools with every clip listed N times and print the marginal "
                              "throughput between the two sizes, where each tool's fixed cost cancels (default: off)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run both tools this many times per list size, interleaved; the median wall "
+                             "time of each counts and every run is printed (default 1)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
                         help=f"video2dataset's virtual environment, created if missing (default {DEFAULT_VENV})")
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one, removed after)")
@@ -183,15 +200,17 @@ def main(argv: list[str] | None = None) -> None:
         spec = default_spec()
         base = sample_clips(work / "clips", spec, args.synthetic)
         clips = repeated(base, args.copies, spec) if args.copies > 1 else base
-        runs = run_both(clips, spec, work, python, args)
+        runs = median_runs(clips, spec, work, python, args)
         (ours, ours_out), (v2d, v2d_out) = runs["ours"], runs["v2d"]
         n = len(clips)
         emit("peer_ours", wall_s=ours.wall_s, cpu_s=ours.cpu_s, peak_pss_mb=ours.peak_pss_mb, clips=n,
-             clips_out=len(ours_out), clips_per_s=len(ours_out) / ours.wall_s, num_cpus=args.num_cpus)
+             clips_out=len(ours_out), clips_per_s=len(ours_out) / ours.wall_s, num_cpus=args.num_cpus,
+             runs="/".join(f"{w:.2f}" for w in runs["ours_walls"]))
         emit("peer_v2d", wall_s=v2d.wall_s, cpu_s=v2d.cpu_s, peak_pss_mb=v2d.peak_pss_mb, clips=n,
              clips_out=len(v2d_out), clips_per_s=len(v2d_out) / v2d.wall_s,
              cut_s=runs["v2d_stages"].get("cut", float("nan")),
-             flow_s=runs["v2d_stages"].get("optical_flow", float("nan")), num_cpus=args.num_cpus)
+             flow_s=runs["v2d_stages"].get("optical_flow", float("nan")), num_cpus=args.num_cpus,
+             runs="/".join(f"{w:.2f}" for w in runs["v2d_walls"]))
         ratio = (len(ours_out) / ours.wall_s) / max(len(v2d_out) / v2d.wall_s, 1e-9)
         emit("peer_ratio", throughput_ours_over_v2d=ratio, cpu_v2d_over_ours=v2d.cpu_s / ours.cpu_s,
              target=THROUGHPUT_TARGET, met=ratio >= THROUGHPUT_TARGET)
@@ -203,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
              epe_visible_ours_over_v2d=errors["ours"]["epe_visible"] / errors["v2d"]["epe_visible"],
              met=errors["ours"]["epe"] <= errors["v2d"]["epe"])
         if args.marginal:
-            big = run_both(repeated(base, args.marginal, spec), spec, work / f"x{args.marginal}", python, args)
+            big = median_runs(repeated(base, args.marginal, spec), spec, work / f"x{args.marginal}", python, args)
             rates = {}
             for tool in ("ours", "v2d"):
                 (small_run, small_out), (big_run, big_out) = runs[tool], big[tool]
@@ -211,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                 rates[tool] = extra_clips / extra_s if extra_s > 0 else float("nan")
                 emit("peer_marginal_tool", tool=tool, clips=f"{len(small_out)}->{len(big_out)}",
                      wall_s=f"{small_run.wall_s:.2f}->{big_run.wall_s:.2f}",
+                     runs_big="/".join(f"{w:.2f}" for w in big[f"{tool}_walls"]),
                      cpu_s=f"{small_run.cpu_s:.1f}->{big_run.cpu_s:.1f}", marginal_clips_per_s=rates[tool])
             marginal = rates["ours"] / rates["v2d"]
             emit("peer_marginal", throughput_ours_over_v2d=marginal, target=THROUGHPUT_TARGET,
