@@ -71,6 +71,8 @@ def test_disparity_matches_transformers_pipeline(cache):
         assert np.isfinite(disparity).all() and disparity.std() > 0
         expected = reference_disparity(folder, frames)
         np.testing.assert_allclose(disparity, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    prov = annotator.provenance()
+    assert prov["dtype"] == "float32" and prov["device"] == "cpu"  # loaded: what ran, `auto` resolved
 
 
 def test_provenance_names_registry_model_and_revision(cache):
@@ -79,7 +81,7 @@ def test_provenance_names_registry_model_and_revision(cache):
     assert prov["model"] == "depth-anything-v2-large"
     assert prov["hub_id"] == "depth-anything/Depth-Anything-V2-Large-hf"
     assert prov["revision"] == "7581137eff8d4e94f6e796d3baea0e9fa79b22d2"
-    assert prov["dtype"] == "float32" and prov["device"] == "cpu"
+    assert prov["dtype"] == "auto" and prov["device"] == "cpu"  # not loaded: the options as given
 
 
 def test_half_precision_option_runs(cache):
