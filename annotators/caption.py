@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from annotators.base import Annotator, Resources
 from annotators.torch_device import pick_device, pick_dtype
@@ -71,36 +70,37 @@ class CaptionAnnotator(Annotator):
         return [ModalityOutput(meta={"caption_generated": text, "caption_tokens": count, "generation": self.settings()})
                 for text, count in captions]
 
-    @torch.inference_mode()
     def generate(self, videos: list[np.ndarray], fps: list[float]) -> list[tuple[str, int]]:
         """Caption each (T, H, W, 3) uint8 video in one batched `generate` call.
 
         Returns (caption, number of tokens generated before padding) per video; the count tells a
         caption cut at `max_new_tokens` or one made only of special tokens from a normal one.
         """
+        import torch  # here, not at module level: the driver builds this annotator without torch
         from transformers.video_utils import VideoMetadata
 
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": self.prompt}]}]
-        text = self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        sampled, metadata = [], []
-        for frames, rate in zip(videos, fps):
-            if frames is None or frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"caption needs decoded (T, H, W, 3) frames, got {getattr(frames, 'shape', None)}")
-            idx = sample_indices(len(frames), self.num_frames)
-            sampled.append(frames[idx])
-            metadata.append(VideoMetadata(total_num_frames=len(frames), fps=rate, width=frames.shape[2],
-                                          height=frames.shape[1], duration=len(frames) / rate, frames_indices=idx))
-        inputs = self._processor(text=[text] * len(videos), videos=sampled, video_metadata=metadata,
-                                 do_sample_frames=False, padding=True, return_tensors="pt")
-        inputs = inputs.to(self.device)
-        for key, value in inputs.items():
-            if torch.is_floating_point(value):
-                inputs[key] = value.to(self._model.dtype)
-        output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        texts = self._processor.batch_decode(new_tokens, skip_special_tokens=True)
-        counts = (new_tokens != self._processor.tokenizer.pad_token_id).sum(1).tolist()
-        return [(text.strip(), int(count)) for text, count in zip(texts, counts)]
+        with torch.inference_mode():
+            messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": self.prompt}]}]
+            text = self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            sampled, metadata = [], []
+            for frames, rate in zip(videos, fps):
+                if frames is None or frames.ndim != 4 or frames.shape[-1] != 3:
+                    raise ValueError(f"caption needs decoded (T, H, W, 3) frames, got {getattr(frames, 'shape', None)}")
+                idx = sample_indices(len(frames), self.num_frames)
+                sampled.append(frames[idx])
+                metadata.append(VideoMetadata(total_num_frames=len(frames), fps=rate, width=frames.shape[2],
+                                              height=frames.shape[1], duration=len(frames) / rate, frames_indices=idx))
+            inputs = self._processor(text=[text] * len(videos), videos=sampled, video_metadata=metadata,
+                                     do_sample_frames=False, padding=True, return_tensors="pt")
+            inputs = inputs.to(self.device)
+            for key, value in inputs.items():
+                if torch.is_floating_point(value):
+                    inputs[key] = value.to(self._model.dtype)
+            output = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            texts = self._processor.batch_decode(new_tokens, skip_special_tokens=True)
+            counts = (new_tokens != self._processor.tokenizer.pad_token_id).sum(1).tolist()
+            return [(text.strip(), int(count)) for text, count in zip(texts, counts)]
 
     def settings(self) -> dict[str, Any]:
         """Generation settings recorded next to every caption."""
