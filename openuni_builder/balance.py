@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from upath import UPath
 
-from openuni_builder.shards import SHARD_PATTERN
+from openuni_builder.location import location
+from openuni_builder.shards import open_shard
+from openuni_builder.staging import pull, push
+
+#: The balanced subset's shards are written by this process alone, so they are simply numbered.
+SHARD_PATTERN = "openuni-{:06d}.tar"
 
 KEYS = ("source", "content", "motion")
 UNKNOWN = "unknown"
@@ -151,15 +157,16 @@ def read_index(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def balance(out: Path, cfg: BalanceConfig, max_samples: int = 256) -> dict[str, Any]:
+def balance(out: Path, cfg: BalanceConfig, max_samples: int = 256, shards: Path | UPath | None = None) -> dict[str, Any]:
     """Select, copy the chosen samples into OUT/balanced/shards, write OUT/balanced/index.parquet
-    and OUT/balance.json; returns the report. The previous balanced subset is replaced whole."""
+    and OUT/balance.json; returns the report. The previous balanced subset is replaced whole.
+    `shards`: where the build's shards are (default OUT/shards; a URI folder for a remote build)."""
     out = Path(out)
     rows = read_index(out)
     chosen, report = select(rows, cfg)
     tmp = out / "balanced.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    placed = copy_samples(out / "shards", set(chosen), tmp / "shards", max_samples)
+    placed = copy_samples(out / "shards" if shards is None else shards, set(chosen), tmp / "shards", max_samples)
     subset = [{**r, "shard": placed[r["key"]]} for r in rows if r["key"] in placed]
     if subset:
         frame = pd.DataFrame(subset)
@@ -174,7 +181,7 @@ def balance(out: Path, cfg: BalanceConfig, max_samples: int = 256) -> dict[str, 
     return report
 
 
-def copy_samples(src: Path, keys: set[str], dst: Path, max_samples: int) -> dict[str, str]:
+def copy_samples(src: Path | UPath, keys: set[str], dst: Path, max_samples: int) -> dict[str, str]:
     """Copy every member of the samples in `keys` from the shards in `src`, unchanged, into new
     shards in `dst` (`max_samples` per shard, in source shard order); returns key -> new shard."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -182,7 +189,7 @@ def copy_samples(src: Path, keys: set[str], dst: Path, max_samples: int) -> dict
     writer, count, shards, name = None, 0, 0, ""
     try:
         for shard in sorted(src.glob("*.tar")):
-            with tarfile.open(shard) as tar:
+            with open_shard(shard) as tar:
                 for info in tar:
                     key = info.name.rsplit("/", 1)[-1].partition(".")[0]
                     if not info.isfile() or key not in keys:
@@ -204,7 +211,7 @@ def copy_samples(src: Path, keys: set[str], dst: Path, max_samples: int) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="openuni-balance", description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path, help="a finished build directory (with index.parquet and shards/)")
+    p.add_argument("out", help="a finished build: a directory or URI (with index.parquet and shards/)")
     p.add_argument("--target", type=int, help="total samples, split evenly over buckets")
     p.add_argument("--quotas", type=Path, help="JSON file {bucket label: count} instead of --target")
     p.add_argument("--keys", default=",".join(KEYS), help=f"bucket keys, comma-separated (default {','.join(KEYS)})")
@@ -217,14 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         block["quotas"] = json.loads(args.quotas.read_text())
     if args.motion_thresholds:
         block["motion"] = {"thresholds": [float(t) for t in args.motion_thresholds.split(",")]}
+    target = location(args.out)
+    out = pull(target)  # a build at a URI is balanced in its local staging folder, then pushed
     try:
-        report = balance(args.out, BalanceConfig.from_dict(block), args.max_samples)
+        report = balance(out, BalanceConfig.from_dict(block), args.max_samples, target / "shards")
     except BalanceError as exc:
         print(f"openuni-balance: error: {exc}", file=sys.stderr)
         return 2
     from openuni_builder.card import write_card
 
-    write_card(args.out)
+    write_card(out, target / "shards")
+    push(out, target)
     print(f"openuni-balance: {report['total']['after']} of {report['total']['before']} samples in "
           f"{len(report['shards'])} shards under {args.out}/balanced/shards; report {args.out}/balance.json")
     for bucket, n in report["buckets"].items():

@@ -1,5 +1,9 @@
-"""One build, start to finish: list clips, skip what the ledger says is finished, run the stages,
-write shards, then the index, stats and a summary.
+"""One build, start to finish: list clips, skip what the ledger says is finished, run the stages
+(whose last one writes the shards, on the workers, straight to OUT), then the index, stats and a
+summary from the small per-clip records the driver receives.
+
+OUT is a local folder, a shared-filesystem path or an object-store URI (`location.py`); for a URI
+the driver keeps its own files in a staging folder that is pushed to OUT at the end (`staging.py`).
 
 The build's identity (pipeline, clip spec, modality set, dry-run flag) is fixed by its first run in
 `OUT/build.json`; a rerun with a different identity is refused, so every sample of one build has
@@ -13,7 +17,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import pandas as pd
 import ray
 from tqdm import tqdm
+from upath import UPath
 
 from annotators import get_annotator
 from openuni_builder.card import publish
@@ -30,8 +35,10 @@ from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
                                     resolve_stages, run_stages, stage_throughput)
 from openuni_builder.screening import prefilter, record_rejected
-from openuni_builder.shards import ShardWriter
+from openuni_builder.location import StorageOptions, location
+from openuni_builder.shards import recover
 from openuni_builder.sources import SourceContext, get_source
+from openuni_builder.staging import pull, push
 from pipelines import resolve
 
 log = logging.getLogger(__name__)
@@ -44,12 +51,12 @@ class BuildError(RuntimeError):
 @dataclass
 class BuildOptions:
     source: str
-    out: Path
-    input: Path | None = None
+    out: str | Path
+    input: str | Path | None = None
     config: str = "openuni"
     limit: int | None = None
     address: str | None = None
-    video_root: Path | None = None
+    video_root: str | Path | None = None
     download: bool = False
     retry_failed: bool = False
     strict: bool = False
@@ -58,25 +65,38 @@ class BuildOptions:
     object_store_gb: float | None = None
     progress: bool = True
     dry_run: bool = False
+    storage_options: StorageOptions = field(default_factory=dict)
 
 
 def build(opts: BuildOptions) -> dict[str, Any]:
     """Run a build; returns its stats (also written to OUT/stats.json)."""
     started = time.time()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    target = location(opts.out, opts.storage_options)
+    out = pull(target)
+    try:
+        return _build(opts, target, out, started)
+    finally:
+        push(out, target)
+
+
+def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict[str, Any]:
+    """`build` with OUT resolved: `target` where shards go, `out` the driver's local folder."""
     cfg = load_config(resolve(opts.config))
     # A dry run makes every model tiny on the workers, so nothing is skipped for a missing model.
     cfg, skipped = (cfg, {}) if opts.dry_run else _available(cfg, opts.require_all)
     _check_identity(out, cfg, opts)
+    push(out, target)  # the identity is fixed at OUT before any shard lands there
 
-    ctx = SourceContext(input=opts.input, work_dir=out, spec=cfg.spec, video_root=opts.video_root,
-                        download=opts.download)
+    ctx = SourceContext(input=_maybe(opts.input, opts), work_dir=out, spec=cfg.spec,
+                        video_root=_maybe(opts.video_root, opts), download=opts.download, out=target,
+                        options=opts.storage_options)
     requests = list(islice(get_source(opts.source).requests(ctx), opts.limit))
     unique = {r.key: r for r in reversed(requests)}
     duplicates = len(requests) - len(unique)
     ledger = Ledger(out)
-    writer = ShardWriter(out, ledger, cfg.shard_max_samples, cfg.shard_max_bytes)
+    recovered = recover(target / "shards", ledger)
+    if recovered:
+        log.info("recovered %d samples from shards a killed run committed", recovered)
     prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
     done, failed, filtered = ledger.done(), ledger.failed(), ledger.filtered(prints)
     todo = [r for r in unique.values()
@@ -91,28 +111,64 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     run_failures: Counter[str] = Counter()
     run_drops: Counter[str] = Counter()
     timings: dict[str, list[tuple[float, float]]] = {}
+    written = received = 0
     if todo:
         embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
         try:
-            todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress)
-            with tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress) as bar:
-                for clip in run_stages(todo, cfg, dry_run=opts.dry_run, progress=opts.progress) if todo else ():
-                    for stage, span in clip.timings.items():
-                        timings.setdefault(stage, []).append(span)
-                    if clip.ok:
-                        writer.add(clip.key, clip.members, json.loads(clip.members["json"]))
+            todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress,
+                                                      opts.storage_options)
+            records = run_stages(todo, cfg, str(target), options=opts.storage_options, mtime=started,
+                                 dry_run=opts.dry_run, progress=opts.progress) if todo else iter(())
+            with tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress) as bar, \
+                    DoneBuffer(ledger) as finished:
+                for text in records:
+                    received += len(text)
+                    record = json.loads(text)
+                    for stage, span in record.pop("timings", {}).items():
+                        timings.setdefault(stage, []).append(tuple(span))
+                    if record["status"] == "done":
+                        finished.add(record["shard"], record["row"])
+                        written += 1
                     else:
-                        kind, name = record_rejected(ledger, clip, prints)
+                        kind, name = record_rejected(ledger, record, prints)
                         (run_drops if kind == "filtered" else run_failures)[name] += 1
                     bar.update()
         finally:
-            writer.close()
             if embedded:  # explicitly: Ray's own atexit shutdown takes ~1.3 s longer
                 ray.shutdown()
-    stats = _finish(out, cfg, opts, ledger, skipped, started, len(unique), duplicates, processed,
-                    writer.written, run_failures, run_drops, stage_throughput(timings))
-    publish(out, cfg)
+    stats = _finish(out, target, cfg, opts, ledger, skipped, started, len(unique), duplicates, processed,
+                    written, received, run_failures, run_drops, stage_throughput(timings))
+    publish(out, cfg, shards=target / "shards")
     return stats
+
+
+class DoneBuffer:
+    """Done rows, written to the ledger a shard at a time (a record per clip would mean an fsync
+    per clip); what a kill loses here the next run recovers from the shard's manifest."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger, self.shard, self.rows = ledger, None, []
+
+    def add(self, shard: str, row: dict[str, Any]) -> None:
+        if shard != self.shard:
+            self.flush()
+            self.shard = shard
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        if self.rows:
+            self.ledger.mark_done(self.rows)
+        self.rows = []
+
+    def __enter__(self) -> "DoneBuffer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+def _maybe(path: str | Path | None, opts: BuildOptions) -> UPath | None:
+    return None if path is None else location(path, opts.storage_options)
 
 
 def _gb_to_bytes(gb: float | None) -> int | None:
@@ -146,8 +202,8 @@ def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
         path.write_text(json.dumps(identity, indent=2))
 
 
-def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
-            started: float, listed: int, duplicates: int, processed: int, written: int,
+def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
+            started: float, listed: int, duplicates: int, processed: int, written: int, received: int,
             run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
     done, failed = ledger.done(), ledger.failed()
@@ -160,12 +216,15 @@ def _finish(out: Path, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, ski
         frame.to_parquet(out / "index.parquet", index=False)
     wall = time.time() - started
     stats = {
-        "pipeline": cfg.name, "source": opts.source, "spec": asdict(cfg.spec), "dry_run": opts.dry_run,
+        "pipeline": cfg.name, "source": opts.source, "location": str(target), "spec": asdict(cfg.spec),
+        "dry_run": opts.dry_run,
         "modalities": {"produced": [a.name for a in cfg.annotators], "skipped": skipped},
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
                 "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
                 "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
-                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages},
+                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages,
+                # what came back to the driver per clip: records, never sample bytes
+                "driver_bytes_per_clip": round(received / processed) if processed else 0},
         "total": {"samples": len(done), "shards": len({r["shard"] for r in rows}),
                   "bytes": sum(r["bytes"] for r in rows), "failed": len(failed),
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import tarfile
 from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from upath import UPath
 
 from openuni_builder.balance import BalanceConfig, balance, read_index
 from openuni_builder.config import BuildConfig
@@ -31,6 +31,7 @@ from openuni_builder.filters import FILTERS
 from openuni_builder.models import load_registry
 from openuni_builder.plots import write_plots
 from openuni_builder.previews import iter_samples, write_previews
+from openuni_builder.shards import open_shard
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +83,20 @@ CITATIONS = """```bibtex
 ```"""
 
 
-def publish(out: Path, cfg: BuildConfig) -> None:
+def publish(out: Path, cfg: BuildConfig, shards: Path | UPath | None = None) -> None:
     """Everything a person reads after a build: the balanced subset (when configured), previews
-    and the dataset card with its plots."""
+    and the dataset card with its plots. `out` is the driver's folder, `shards` where the workers
+    wrote the shards (default OUT/shards; an object-store folder for a build at a URI)."""
     out = Path(out)
+    shards = out / "shards" if shards is None else shards
     if cfg.balance and (out / "index.parquet").exists():
-        report = balance(out, BalanceConfig.from_dict(cfg.balance), cfg.shard_max_samples)
+        report = balance(out, BalanceConfig.from_dict(cfg.balance), cfg.shard_max_samples, shards)
         log.info("balanced: %d of %d samples", report["total"]["after"], report["total"]["before"])
-    write_previews(out, **cfg.previews)
-    write_card(out)
+    write_previews(out, **cfg.previews, shards=shards)
+    write_card(out, shards)
 
 
-def write_card(out: Path) -> Path:
+def write_card(out: Path, shards: Path | UPath | None = None) -> Path:
     """Write OUT/README.md (and OUT/plots/*.png) from what the build left in OUT."""
     from huggingface_hub import DatasetCardData
 
@@ -101,17 +104,18 @@ def write_card(out: Path) -> Path:
     stats = json.loads((out / "stats.json").read_text())
     rows = read_index(out) if (out / "index.parquet").exists() else []
     report = _balance_report(out)
-    first = _first_sample(out / "shards")
+    shard_sets = {"shards": out / "shards" if shards is None else shards, "balanced/shards": out / "balanced" / "shards"}
+    first = _first_sample(shard_sets["shards"])
     meta = json.loads(first[1]["json"]) if first else {}
     modalities = stats["modalities"]["produced"]
-    shard_sets = {"all": out / "shards", "balanced": out / "balanced" / "shards"}
     configs, infos = [], {}
-    for name, folder in shard_sets.items():
+    for folder_name, folder in shard_sets.items():
+        name = "all" if folder_name == "shards" else "balanced"
         shards = sorted(folder.glob("*.tar"))
         if not shards:
             continue
         configs.append({"config_name": name, **({"default": True} if name == "all" else {}),
-                        "data_files": [{"split": "train", "path": f"{folder.relative_to(out).as_posix()}/*.tar"}]})
+                        "data_files": [{"split": "train", "path": f"{folder_name}/*.tar"}]})
         count = len(rows) if name == "all" else report["total"]["after"]
         infos[name] = _dataset_info(shards, count)
     data = DatasetCardData(
@@ -149,7 +153,7 @@ def infer_features(shard: Path):
     from datasets.features.features import cast_to_python_objects
     from datasets.packaged_modules.webdataset.webdataset import WebDataset
 
-    with tarfile.open(shard) as tar:
+    with open_shard(shard) as tar:
         files = ((m.name, tar.extractfile(m)) for m in tar if m.isfile())
         examples = list(islice(WebDataset._get_pipeline_from_tar(str(shard), files),
                                WebDataset.NUM_EXAMPLES_FOR_FEATURES_INFERENCE))

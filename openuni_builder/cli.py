@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from pathlib import Path
 
 from openuni_builder.build import BuildError, BuildOptions, build, plan_report, summary
 from openuni_builder.config import ConfigError
+from openuni_builder.location import location
 from openuni_builder.runtime import PlanError
 from openuni_builder.sources import SOURCES, SourceError
+from openuni_builder.staging import driver_dir
 
 DRY_RUN_LIMIT = 4
 
@@ -39,15 +41,20 @@ def parser() -> argparse.ArgumentParser:
                         "with path, start, end, caption), a folder of videos (split into shots), the bundled "
                         "samples (real videos + synthetic clips with exact ground truth), or the synthetic "
                         "clips alone (a build openuni-eval scores)")
-    p.add_argument("--input", type=Path,
-                   help="metadata file(s) or directory for the source (koala36m is fetched from its public "
-                        "dataset repository when omitted and the machine is online)")
-    p.add_argument("--shards", type=Path, required=True, metavar="OUT",
-                   help="build directory: shards, index, stats, ledger and previews are written here")
+    p.add_argument("--input",
+                   help="metadata file(s) or directory for the source, a local path or a URI (s3://, gs://, ...); "
+                        "koala36m is fetched from its public dataset repository when omitted and the machine is online")
+    p.add_argument("--shards", required=True, metavar="OUT",
+                   help="build location: a folder, a shared-filesystem path or an object-store URI (s3://bucket/run); "
+                        "the workers write the shards there, and the driver its index, stats, ledger and previews")
     p.add_argument("--config", default="openuni",
                    help="pipeline name in pipelines/ (openuni, panda_dense) or a YAML path (default: openuni)")
-    p.add_argument("--video-root", type=Path,
-                   help="directory holding the source videos, found by video id (koala36m, panda70m)")
+    p.add_argument("--video-root",
+                   help="directory or URI holding the source videos, found by video id (koala36m, panda70m)")
+    p.add_argument("--storage-options", type=_storage_options, default={}, metavar="JSON",
+                   help="fsspec options per URI protocol, beyond what AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... "
+                        "and ~/.aws say, e.g. '{\"s3\": {\"endpoint_url\": \"http://127.0.0.1:8333\"}}'; "
+                        "they travel with the tasks to every worker")
     p.add_argument("--limit", type=int,
                    help=f"use only the first N clips the source lists (--dry-run: default {DRY_RUN_LIMIT})")
     p.add_argument("--address",
@@ -77,19 +84,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _storage_options(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError('a JSON object of protocol -> options, e.g. {"s3": {"endpoint_url": "..."}}')
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if not args.plan:  # a plan writes nothing; a build also logs to OUT/build.log
-        args.shards.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(args.shards / "build.log"))
+    if not args.plan:  # a plan writes nothing; a build also logs to build.log (OUT's, or its staging folder's)
+        log_dir = driver_dir(location(args.shards, args.storage_options))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_dir / "build.log"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
     opts = BuildOptions(source=args.source, out=args.shards, input=args.input, config=args.config,
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
                         require_all=args.require_all, num_cpus=args.num_cpus, object_store_gb=args.object_store_gb, progress=not args.no_progress,
-                        dry_run=args.dry_run)
+                        dry_run=args.dry_run, storage_options=args.storage_options)
     if args.dry_run and opts.limit is None:
         opts.limit = DRY_RUN_LIMIT
     if args.gpus is not None and not args.plan:

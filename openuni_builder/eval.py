@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import webdataset as wds
+from upath import UPath
 
 from openuni_builder import pixelplanes
+from openuni_builder.location import local_file, location, shard_files, webdataset_reads_uris, write_bytes_atomic
 from openuni_builder.metrics import depth_metrics, epe, miou
 from openuni_builder.synthetic import load_gt
 from openuni_builder.video_io import decode_mp4
@@ -58,12 +60,13 @@ SCORERS: dict[str, tuple[Callable[[Arrays, Arrays], dict[str, float]], tuple[tup
 }
 
 
-def read_samples(out: Path) -> Iterator[dict[str, Any]]:
-    """Every sample of the build's shards, as WebDataset gives it (members as bytes)."""
-    shards = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+def read_samples(out: Path | UPath) -> Iterator[dict[str, Any]]:
+    """Every sample of the build's shards (local or at a URI), as WebDataset gives it."""
+    shards = shard_files(out / "shards")
     if not shards:
         raise EvalError(f"no shards in {out / 'shards'}: is {out} a build directory "
                         "(the --shards OUT of openuni-build)?")
+    webdataset_reads_uris()
     yield from wds.WebDataset(shards, shardshuffle=False)
 
 
@@ -72,11 +75,12 @@ def ground_truth(out: Path, meta: dict[str, Any]) -> tuple[Path, Arrays]:
     build directory that has moved, under OUT/sources/synthetic/ by file name."""
     if not meta["extra"].get("ground_truth"):
         raise EvalError(f"{meta['key']}: a synthetic clip without extra.ground_truth in its JSON")
-    recorded = Path(meta["extra"]["ground_truth"])
+    recorded = location(meta["extra"]["ground_truth"])
     path = recorded if recorded.exists() else out / "sources" / "synthetic" / recorded.name
     if not path.exists():
         raise EvalError(f"{meta['key']}: ground truth not found at {recorded} nor {path}")
-    gt = load_gt(path)
+    with local_file(str(path)) as local:
+        gt = load_gt(local)
     want = (meta["num_frames"], meta["height"], meta["width"])
     if gt["ids"].shape != want:
         raise EvalError(f"{meta['key']}: ground truth {path} is {gt['ids'].shape} (T, H, W) but the clip is "
@@ -97,7 +101,7 @@ def score_sample(name: str, sample: dict[str, Any], info: dict[str, Any], gt: Ar
 
 def evaluate(out: Path) -> dict[str, Any]:
     """Score every synthetic clip of the build at `out`; the report that goes to OUT/eval.json."""
-    out = Path(out)
+    out = location(out)
     clips: list[dict[str, Any]] = []
     modalities: dict[str, dict[str, list]] = {}
     present: set[str] = set()
@@ -195,7 +199,7 @@ Metric definitions and measured numbers: docs/EVAL.md.
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openuni-eval", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path, metavar="OUT", help="build directory (the --shards OUT of openuni-build)")
+    p.add_argument("out", metavar="OUT", help="build directory or URI (the --shards OUT of openuni-build)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="print a table (default) or the JSON report; OUT/eval.json is written either way")
     return p
@@ -209,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openuni-eval: error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(report, indent=2)
-    (args.out / "eval.json").write_text(text + "\n")
-    print(text if args.format == "json" else format_table(report) + f"\nwritten: {args.out / 'eval.json'}")
+    written = location(args.out) / "eval.json"
+    write_bytes_atomic(written, (text + "\n").encode())
+    print(text if args.format == "json" else format_table(report) + f"\nwritten: {written}")
     return 0
 
 

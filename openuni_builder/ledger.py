@@ -2,7 +2,7 @@
 which a filter dropped (which filter, why, with what values).
 
 Append-only JSON lines, flushed per record, so a killed run loses at most the record being
-written. A key is done only once its shard was renamed into place; `failed.jsonl` keeps every
+written. A key is done only once its shard and manifest were committed; `failed.jsonl` keeps every
 failure, and a key counts as failed while it is not done. `filtered.jsonl` records drops with the
 fingerprint of the filter's settings, so a rerun with the same settings skips them and a rerun
 with changed settings gives them another chance.

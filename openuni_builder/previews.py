@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from upath import UPath
+
+from openuni_builder.shards import open_shard
 from openuni_builder.video_io import decode_mp4
 
 LABEL_WIDTH = 96
@@ -81,7 +83,7 @@ def iter_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) of each sample of a WebDataset tar, one sample in memory at a time
     (a sample's members are contiguous in the tar)."""
     key, members = None, {}
-    with tarfile.open(path) as tar:
+    with open_shard(path) as tar:
         for info in tar:
             if info.isfile():
                 name_key, _, suffix = info.name.rsplit("/", 1)[-1].partition(".")
@@ -122,14 +124,16 @@ def save_gif(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)), loop=0)
 
 
-def write_previews(out: str | Path, samples: int = 4, animated: bool = False, frames: int = 6) -> list[Path]:
+def write_previews(out: str | Path, samples: int = 4, animated: bool = False, frames: int = 6,
+                   shards: Path | UPath | None = None) -> list[Path]:
     """`OUT/previews/KEY.png` (and `KEY.gif` when `animated`) for the first `samples` samples in
-    shard order; returns the PNG paths. Previews of an earlier run are replaced."""
+    shard order (shards from `shards`, default OUT/shards); returns the PNG paths. Previews of an
+    earlier run are replaced."""
     folder = Path(out) / "previews"
     for old in folder.glob("*.*"):
         old.unlink()
     written: list[Path] = []
-    for shard in sorted((Path(out) / "shards").glob("*.tar")):
+    for shard in sorted((Path(out) / "shards" if shards is None else shards).glob("*.tar")):
         for key, members in iter_samples(shard):
             if len(written) == samples:
                 return written

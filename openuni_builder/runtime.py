@@ -1,14 +1,16 @@
 """Ray runtime: starts (or attaches to) Ray and streams clips through the stage graph.
 
-    requests -> decode (tasks, CPU) -> annotator 1 (actor pool) -> ... -> encode (tasks, CPU) -> driver
+    requests -> decode (tasks, CPU) -> annotator 1 (actor pool) -> ... -> encode (tasks, CPU)
+             -> write (tasks, CPU: shards straight to OUT) -> driver (one small JSON record per clip)
 
 Filters (openuni_builder/filters/) ride along: probe and content filters inside decode, each
 annotated-phase filter as a small task stage right after the last annotator it needs.
 
 CPU stages run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
 pool (`map_batches` with a callable class) sized by its declared `Resources` plus config
-overrides, so GPU fractions pack several annotators on one GPU. The driver iterates the streaming
-result and is the only shard writer. No scheduler of our own: Ray Data does the backpressure:
+overrides, so GPU fractions pack several annotators on one GPU. The write tasks commit shards to
+the build's location (local, shared filesystem or object store) from wherever they run; the
+driver iterates only their per-clip records. No scheduler of our own: Ray Data does the backpressure:
 clips stream through (one request per block), decoding pauses once the graph holds half the object
 store (Ray Data's default budget), so memory stays bounded however long the source list is.
 
@@ -35,6 +37,8 @@ from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import parse_filters, schedule
+from openuni_builder.location import StorageOptions
+from openuni_builder.shards import write_shards
 from openuni_builder.stages import AnnotatorStage, decode_row, encode_row, filter_row, screen_row
 
 log = logging.getLogger(__name__)
@@ -206,9 +210,11 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int 
     return True
 
 
-def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool = False,
-               progress: bool = True) -> Iterator[Clip]:
-    """Yield every request back as a finished or failed Clip, in completion order.
+def run_stages(requests: list[ClipRequest], cfg: BuildConfig, out: str, *, options: StorageOptions | None = None,
+               mtime: float = 0.0, dry_run: bool = False, progress: bool = True) -> Iterator[str]:
+    """Run every request through the graph into shards under `out/shards`; yield one JSON record
+    per request, in completion order: {"key", "status": done|failed|filtered, ...}
+    (shards.write_shards). These records are all the driver receives.
 
     `dry_run`: every annotator actor writes tiny random-weight models into its own temporary
     cache and loads those (see AnnotatorStage), so the graph runs end to end on any cluster.
@@ -219,7 +225,7 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     filters = parse_filters(cfg.filters)
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
-    ds = ds.map(partial(decode_row, filters=early), num_cpus=decode.num_cpus, memory=decode_memory(cfg),
+    ds = ds.map(partial(decode_row, filters=early, options=options), num_cpus=decode.num_cpus, memory=decode_memory(cfg),
                 compute=TaskPoolStrategy(size=decode.concurrency))
     for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
@@ -236,16 +242,25 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, *, dry_run: bool =
     video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
+    # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
+    # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
+    # encode a whole shard's clips one after another in one task.
+    ds = ds.map_batches(write_shards, batch_size=cfg.shard_max_samples, batch_format="numpy",
+                        fn_kwargs={"out": out, "options": options, "max_samples": cfg.shard_max_samples,
+                                   "max_bytes": cfg.shard_max_bytes, "mtime": mtime},
+                        num_cpus=encode.num_cpus, memory=min(cfg.shard_max_bytes, 4 * 2**30),
+                        compute=TaskPoolStrategy(size=encode.concurrency))
     for row in ds.iter_rows():
-        yield Clip.from_bytes(row["clip"])
+        yield row["record"]
 
 
-def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, progress: bool = True) -> Iterator[Clip]:
+def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, options: StorageOptions | None = None,
+               progress: bool = True) -> Iterator[Clip]:
     """The near-duplicate screen pass: decode with the probe and content filters, and yield every
     clip back without its frames (dropped, failed, or kept with its perceptual hash)."""
     filters = parse_filters(cfg.filters)
     ds = _requests_dataset(requests, cfg, progress)
-    ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated")),
+    ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated"), options=options),
                 num_cpus=cfg.decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=cfg.decode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])

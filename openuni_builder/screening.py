@@ -17,7 +17,9 @@ from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import HashIndex, NearDuplicateFilter, in_phase, parse_filters, run_filters
 from openuni_builder.ledger import Ledger
+from openuni_builder.location import StorageOptions
 from openuni_builder.runtime import run_screen
+from openuni_builder.shards import rejection
 
 
 def fingerprints(cfg: BuildConfig) -> dict[str, str]:
@@ -25,20 +27,21 @@ def fingerprints(cfg: BuildConfig) -> dict[str, str]:
     return {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
 
 
-def record_rejected(ledger: Ledger, clip: Clip, prints: dict[str, str]) -> tuple[str, str]:
-    """Write a dropped or failed clip to the ledger; returns ("filtered", filter) or ("failed", stage)."""
-    req = clip.request
-    context = {"source": req.source, "video_id": req.video_id, "path": req.path, "start": req.start, "end": req.end}
-    if clip.dropped is not None:
-        name = clip.dropped["filter"]
-        ledger.mark_filtered(clip.key, name, clip.dropped["reason"], clip.dropped["values"], prints[name], **context)
+def record_rejected(ledger: Ledger, record: Clip | dict[str, Any], prints: dict[str, str]) -> tuple[str, str]:
+    """Write a dropped or failed clip (or its `shards.rejection` record) to the ledger; returns
+    ("filtered", filter) or ("failed", stage)."""
+    record = rejection(record) if isinstance(record, Clip) else record
+    key, context = record["key"], record["context"]
+    if record["status"] == "filtered":
+        name = record["filter"]
+        ledger.mark_filtered(key, name, record["reason"], record["values"], prints[name], **context)
         return "filtered", name
-    ledger.mark_failed(clip.key, clip.failed_stage, clip.error, **context)
-    return "failed", clip.failed_stage
+    ledger.mark_failed(key, record["stage"], record["reason"], **context)
+    return "failed", record["stage"]
 
 
 def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, done_rows: Iterable[dict[str, Any]],
-              progress: bool = True) -> tuple[list[ClipRequest], Counter, Counter]:
+              progress: bool = True, options: StorageOptions | None = None) -> tuple[list[ClipRequest], Counter, Counter]:
     """Requests that survive the listing filters and near-duplicate screening, plus the drops by
     filter and failures by stage recorded on the way (all written to the ledger)."""
     filters = parse_filters(cfg.filters)
@@ -63,7 +66,7 @@ def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, don
         if phash:
             index.add(row["key"], bytes.fromhex(phash))
     hashes: dict[str, bytes] = {}
-    for clip in run_screen(kept, cfg, progress=progress):
+    for clip in run_screen(kept, cfg, options=options, progress=progress):
         if clip.ok:
             hashes[clip.key] = bytes.fromhex(clip.filters[dedup.name]["phash"])
         else:

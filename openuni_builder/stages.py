@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip
 from openuni_builder.download import fetch_video
 from openuni_builder.filters import Filter, run_filters
+from openuni_builder.location import StorageOptions, local_file
 from openuni_builder.models import CACHE_ENV
 from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
 
@@ -28,12 +30,13 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
+def decode_row(row: Row, filters: tuple[Filter, ...] = (), options: StorageOptions | None = None) -> Row:
     """Cut and normalise the clip's frames from its source video.
 
     `filters` are the listing and probe filters (run before decoding, so a clip they drop is
     never decoded; listing filters already ran on the driver and run again only to record their
-    values in KEY.json) and the content filters (run on the decoded frames).
+    values in KEY.json) and the content filters (run on the decoded frames). A video at a URI is
+    copied into a temporary file for this task (removed afterwards) and decoded from there.
     """
     started = time.time()
     clip = Clip.from_bytes(row["clip"])
@@ -41,10 +44,17 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
     try:
         if req.extra.get("download_url"):
             fetch_video(req.extra["download_url"], req.path)
-        run_filters(clip, tuple(f for f in filters if f.phase in ("listing", "probe")))
-        if clip.ok:
-            clip.frames, clip.source_info = cut_clip(req.path, clip.spec, req.start, req.end)
-            run_filters(clip, tuple(f for f in filters if f.phase == "content"))
+        with local_file(req.path, options) as path:
+            clip.request = replace(req, path=path)  # probe filters and the decoder read this copy
+            try:
+                run_filters(clip, tuple(f for f in filters if f.phase in ("listing", "probe")))
+                if clip.ok:
+                    clip.frames, clip.source_info = cut_clip(path, clip.spec, req.start, req.end)
+                    run_filters(clip, tuple(f for f in filters if f.phase == "content"))
+            finally:
+                clip.request = req
+    except FileNotFoundError as exc:  # a URI that names no object
+        clip.fail("decode", f"file not found: {req.path} ({exc})")
     except BadVideo as exc:
         clip.fail("decode", str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the stage
@@ -53,10 +63,10 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = ()) -> Row:
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 
-def screen_row(row: Row, filters: tuple[Filter, ...]) -> Row:
+def screen_row(row: Row, filters: tuple[Filter, ...], options: StorageOptions | None = None) -> Row:
     """`decode_row` without returning the frames: the near-duplicate screen pass only needs the
     filter values (the perceptual hash) and the verdicts."""
-    clip = Clip.from_bytes(decode_row(row, filters)["clip"])
+    clip = Clip.from_bytes(decode_row(row, filters, options)["clip"])
     clip.frames = None
     return {"key": row["key"], "clip": clip.to_bytes()}
 

@@ -88,7 +88,7 @@ def test_dry_run_runs_tiny_models_and_never_mixes_with_a_real_build(tmp_path, ra
         assert meta["modalities"]["flow"]["provenance"]["backend"] != "opencv-dis"  # RAFT ran, tiny
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["dry_run"] is True and stats["total"]["failed"] == 0
-    assert set(stats["run"]["stages"]) == {"decode", "depth", "flow", "encode"}
+    assert set(stats["run"]["stages"]) == {"decode", "depth", "flow", "encode", "write"}
     assert all(t["clips"] == 4 for t in stats["run"]["stages"].values())
     assert json.loads((tmp_path / "out" / "build.json").read_text())["dry_run"] is True
     assert main(args) == 2  # a real build into the dry run's directory is refused

