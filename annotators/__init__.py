@@ -1,9 +1,15 @@
 """Annotators, one module per modality, looked up by name (imported lazily: a build that runs
-only OpenCV flow never imports transformers)."""
+only OpenCV flow never imports transformers).
+
+Out-of-tree annotators register through the environment, so every Ray worker sees them too:
+`OPENUNI_ANNOTATORS="name=package.module:Class,other=..."` (set it where the workers start, e.g.
+`env_vars` in runtime_env.yaml).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 
 from annotators.base import Annotator, Resources
 
@@ -15,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "skeleton": "annotators.skeleton:SkeletonAnnotator",
     "densepose": "annotators.densepose:DensePoseAnnotator",
 }
+PLUGINS_ENV = "OPENUNI_ANNOTATORS"
+REGISTRY.update(dict(item.split("=", 1) for item in os.environ.get(PLUGINS_ENV, "").split(",") if "=" in item))
 
 
 def get_annotator(name: str) -> type[Annotator]:

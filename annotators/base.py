@@ -21,14 +21,20 @@ from openuni_builder.models import ModelUnavailable  # noqa: F401  (re-exported 
 class Resources:
     """What one actor of this annotator asks Ray for, and how many clips it takes per call.
 
-    `num_gpus` may be fractional (0.25 packs four actors on one GPU). The pipeline config can
-    override any field per annotator.
+    `num_gpus` may be fractional (0.25 packs four actors on one GPU). The pool starts with
+    `concurrency` actors and Ray Data autoscales it up to `max_concurrency` while work waits;
+    left unset, a GPU annotator may grow by as many copies of the pipeline's GPU set as the
+    cluster holds (a set that fits one GPU runs 64 times on 64 GPUs, not once) and a CPU one
+    stays at `concurrency`. The pipeline
+    config can override any field per annotator.
     """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     batch_size: int = 1
     concurrency: int = 1
+    max_concurrency: int | None = None
+    timeout_s: float | None = None  # per clip; None: openuni_builder.crashes.DEFAULT_TIMEOUT_S
 
     def merged(self, overrides: dict[str, Any] | None) -> "Resources":
         return replace(self, **(overrides or {}))

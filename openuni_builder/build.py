@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Iterable, Iterator
 
-import pandas as pd
 import ray
 from tqdm import tqdm
 from upath import UPath
@@ -33,10 +33,11 @@ from openuni_builder.config import BuildConfig, load_config
 from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
-                                    resolve_stages, run_stages, stage_throughput)
+                                    requests_dataset, resolve_stages, run_stages, stage_throughput)
 from openuni_builder.screening import prefilter, record_rejected
 from openuni_builder.location import StorageOptions, location
-from openuni_builder.shards import recover
+from openuni_builder.shards import recover, write_index
+from openuni_builder.clip import ClipRequest
 from openuni_builder.sources import SourceContext, get_source
 from openuni_builder.staging import pull, push
 from pipelines import resolve
@@ -90,36 +91,30 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     ctx = SourceContext(input=_maybe(opts.input, opts), work_dir=out, spec=cfg.spec,
                         video_root=_maybe(opts.video_root, opts), download=opts.download, out=target,
                         options=opts.storage_options)
-    requests = list(islice(get_source(opts.source).requests(ctx), opts.limit))
-    unique = {r.key: r for r in reversed(requests)}
-    duplicates = len(requests) - len(unique)
     ledger = Ledger(out)
     recovered = recover(target / "shards", ledger)
     if recovered:
         log.info("recovered %d samples from shards a killed run committed", recovered)
     prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
-    done, failed, filtered = ledger.done(), ledger.failed(), ledger.filtered(prints)
-    todo = [r for r in unique.values()
-            if r.key not in done and r.key not in filtered and (opts.retry_failed or r.key not in failed)]
-    todo.sort(key=lambda r: r.key)
-    log.info("%d clips listed, %d already done, %d filtered before, %d failed before%s, %d to process",
-             len(unique), sum(k in done for k in unique), sum(k in filtered for k in unique),
-             sum(k in failed for k in unique),
-             " (retrying)" if opts.retry_failed else " (skipped; --retry-failed retries them)", len(todo))
+    listing = Listing(islice(get_source(opts.source).requests(ctx), opts.limit), ledger.done_keys(),
+                      ledger.filtered(prints), ledger.failed(), opts.retry_failed)
+    todo = listing.todo()
+    first = next(todo, None)
 
-    processed = len(todo)
     run_failures: Counter[str] = Counter()
     run_drops: Counter[str] = Counter()
     timings: dict[str, list[tuple[float, float]]] = {}
     written = received = 0
-    if todo:
+    if first is not None:
         embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
         try:
-            todo, run_drops, run_failures = prefilter(todo, cfg, ledger, done.values(), opts.progress,
+            kept, run_drops, run_failures = prefilter(chain([first], todo), cfg, ledger, opts.progress,
                                                       opts.storage_options)
-            records = run_stages(todo, cfg, str(target), options=opts.storage_options, mtime=started,
-                                 dry_run=opts.dry_run, progress=opts.progress) if todo else iter(())
-            with tqdm(total=len(todo), desc="clips", unit="clip", disable=not opts.progress) as bar, \
+            ds, count = requests_dataset(kept, cfg, opts.progress)  # consumes the listing, chunk by chunk
+            log.info(listing.summary())
+            records = run_stages(ds, cfg, str(target), options=opts.storage_options, mtime=started,
+                                 dry_run=opts.dry_run, progress=opts.progress) if count else iter(())
+            with tqdm(total=count, desc="clips", unit="clip", disable=not opts.progress) as bar, \
                     DoneBuffer(ledger) as finished:
                 for text in records:
                     received += len(text)
@@ -133,13 +128,52 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
                         kind, name = record_rejected(ledger, record, prints)
                         (run_drops if kind == "filtered" else run_failures)[name] += 1
                     bar.update()
+        except ray.exceptions.RayError as exc:  # the graph itself broke (an actor that cannot start, ...)
+            raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; finished clips are in the ledger, "
+                             "a rerun resumes") from exc
         finally:
             if embedded:  # explicitly: Ray's own atexit shutdown takes ~1.3 s longer
                 ray.shutdown()
-    stats = _finish(out, target, cfg, opts, ledger, skipped, started, len(unique), duplicates, processed,
-                    written, received, run_failures, run_drops, stage_throughput(timings))
+    else:
+        log.info(listing.summary())
+    stats = _finish(out, target, cfg, opts, ledger, skipped, started, listing.listed, listing.duplicates,
+                    listing.todo_count, written, received, run_failures, run_drops, stage_throughput(timings))
     publish(out, cfg, shards=target / "shards")
     return stats
+
+
+class Listing:
+    """The source's requests in one pass: de-duplicated by key (the first wins), counted, and split
+    into what earlier runs finished, filtered or failed and what is left to do. It holds the keys
+    it has seen, never the requests, so listing 36M rows costs a key set, not 36M objects."""
+
+    def __init__(self, requests: Iterable[ClipRequest], done: Collection[str], filtered: Collection[str],
+                 failed: Collection[str], retry_failed: bool) -> None:
+        self.requests, self.done, self.filtered, self.failed = requests, done, filtered, failed
+        self.retry_failed = retry_failed
+        self.listed = self.duplicates = self.todo_count = 0
+        self.counts: Counter[str] = Counter()
+
+    def todo(self) -> Iterator[ClipRequest]:
+        seen: set[str] = set()
+        for req in self.requests:
+            if req.key in seen:
+                self.duplicates += 1
+                continue
+            seen.add(req.key)
+            self.listed += 1
+            state = next((name for name, keys in (("done", self.done), ("filtered", self.filtered),
+                                                  ("failed", self.failed)) if req.key in keys), None)
+            self.counts[state] += 1
+            if state is None or (state == "failed" and self.retry_failed):
+                self.todo_count += 1
+                yield req
+
+    def summary(self) -> str:
+        return (f"{self.listed} clips listed, {self.counts['done']} already done, {self.counts['filtered']} "
+                f"filtered before, {self.counts['failed']} failed before"
+                f"{' (retrying)' if self.retry_failed else ' (skipped; --retry-failed retries them)'}, "
+                f"{self.todo_count} to process")
 
 
 class DoneBuffer:
@@ -165,6 +199,18 @@ class DoneBuffer:
 
     def __exit__(self, *exc: object) -> None:
         self.flush()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost `SomeError: message` line in Ray's wrapped tracebacks (the actor's or task's
+    own error), else the outermost message's first line."""
+    texts = []
+    while exc is not None and len(texts) < 10:
+        texts.append(str(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    lines = re.findall(r"^\s*((?:\w+\.)*\w+(?:Error|Exception|OnNode): .+)$", "\n".join(texts), re.M)
+    own = [line for line in lines if not line.startswith(("ray.", "Ray", "SystemException"))]
+    return own[-1].strip() if own else texts[0].strip().splitlines()[0]
 
 
 def _maybe(path: str | Path | None, opts: BuildOptions) -> UPath | None:
@@ -206,14 +252,9 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
             started: float, listed: int, duplicates: int, processed: int, written: int, received: int,
             run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
-    done, failed = ledger.done(), ledger.failed()
+    failed = ledger.failed()
     filtered = ledger.filtered({f.name: f.fingerprint for f in filters})
-    rows = list(done.values())
-    if rows:
-        frame = pd.DataFrame(rows)
-        for col in ("member_bytes", "scores", "filters", "facts"):
-            frame[col] = frame[col].map(lambda v: json.dumps(v if isinstance(v, dict) else {}))
-        frame.to_parquet(out / "index.parquet", index=False)
+    totals = write_index(ledger.iter_done(), out / "index.parquet")
     wall = time.time() - started
     stats = {
         "pipeline": cfg.name, "source": opts.source, "location": str(target), "spec": asdict(cfg.spec),
@@ -225,8 +266,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
                 "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages,
                 # what came back to the driver per clip: records, never sample bytes
                 "driver_bytes_per_clip": round(received / processed) if processed else 0},
-        "total": {"samples": len(done), "shards": len({r["shard"] for r in rows}),
-                  "bytes": sum(r["bytes"] for r in rows), "failed": len(failed),
+        "total": {**totals, "failed": len(failed),
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
                   "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values())),
                   "filtered": len(filtered)},

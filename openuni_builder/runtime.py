@@ -15,8 +15,10 @@ clips stream through (one request per block), decoding pauses once the graph hol
 store (Ray Data's default budget), so memory stays bounded however long the source list is.
 
 Fault tolerance is Ray's: an annotator actor that dies (OOM killer, node lost, SIGKILL) is
-restarted and its in-flight batches are resubmitted (`max_restarts` / `max_task_retries` below);
-a clip whose annotator *raises* is caught in `AnnotatorStage` and recorded in the ledger.
+restarted and its in-flight batches are resubmitted (`max_restarts` / `max_task_retries` below,
+bounded); a clip whose annotator *raises* is caught in `AnnotatorStage` and recorded in the
+ledger, and a clip that keeps killing its worker, or overruns its time limit, is found and failed
+by `crashes.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import ray
 from ray.data import ActorPoolStrategy, TaskPoolStrategy
@@ -36,9 +38,10 @@ from annotators import get_annotator
 from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
+from openuni_builder.crashes import RAY_RETRIES, start_counter
 from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.location import StorageOptions
-from openuni_builder.shards import write_shards
+from openuni_builder.shards import chunks, write_shards
 from openuni_builder.stages import AnnotatorStage, decode_row, encode_row, filter_row, screen_row
 
 log = logging.getLogger(__name__)
@@ -77,8 +80,26 @@ def resolve_stages(cfg: BuildConfig, cluster_gpus: float) -> list[StagePlan]:
             log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, asked)
             r = replace(r, num_gpus=0.0)
         stages.append(StagePlan(a.name, "actors", r, asked))
+    stages = _autoscale(stages, cluster_gpus)
     stages.append(StagePlan("encode", "tasks", cfg.encode))
     return stages
+
+
+def _autoscale(stages: list[StagePlan], cluster_gpus: float) -> list[StagePlan]:
+    """Give each pool without an explicit `max_concurrency` its ceiling: a GPU pool may grow to as
+    many copies of the configured GPU set (every GPU pool at its `concurrency`) as the cluster
+    holds, so 64 GPUs run 64 of each annotator of a set that fits one GPU; a CPU pool stays put."""
+    per_set = sum(s.resources.num_gpus * s.resources.concurrency for s in stages if s.kind == "actors")
+    sets = max(1, int(cluster_gpus // max(1.0, per_set))) if per_set else 1
+    out = []
+    for s in stages:
+        r = s.resources
+        if s.kind == "actors" and r.max_concurrency is None:
+            r = replace(r, max_concurrency=r.concurrency * sets if r.num_gpus else r.concurrency)
+        if s.kind == "actors" and r.max_concurrency < r.concurrency:
+            raise PlanError(f"{s.name}: max_concurrency {r.max_concurrency} is below concurrency {r.concurrency}")
+        out.append(replace(s, resources=r))
+    return out
 
 
 def fit_cpus(stages: list[StagePlan], cluster_cpus: float) -> list[StagePlan]:
@@ -114,7 +135,7 @@ def check_fit(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: float)
         raise PlanError(f"the actor pools hold {pinned:g} CPUs and the CPU stages need {needed - pinned:g} more, "
                         f"but the cluster has {cluster_cpus:g}; lower `resources: {{num_cpus, concurrency}}` "
                         "of the annotators or `stages` in the pipeline config (see --plan)")
-    gpus = sum(s.resources.num_gpus * s.resources.concurrency for s in stages)
+    gpus = sum(s.resources.num_gpus * _most(s) for s in stages)
     if gpus > cluster_gpus + 1e-9:
         raise PlanError(f"the actor pools ask for {gpus:g} GPUs but the cluster has {cluster_gpus:g}; "
                         "lower `resources: {num_gpus, concurrency}` in the pipeline config (see --plan)")
@@ -122,15 +143,24 @@ def check_fit(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: float)
 
 
 def pack_gpus(stages: list[StagePlan], cluster_gpus: float) -> list[list[tuple[str, float]]]:
-    """Place every GPU actor on a GPU (first-fit, largest asks first), as Ray's fractional GPU
-    scheduling would; returns per GPU the (annotator, fraction) actors it holds.
+    """Place every GPU actor a fully scaled graph can have on a GPU (largest asks first), as Ray's
+    fractional GPU scheduling would; returns per GPU the (annotator, fraction) actors it holds.
 
-    A fraction never spans GPUs, so asks that fit in total can still fail to pack (three 0.6
-    actors on two GPUs): that is a PlanError too.
+    Each actor goes to the least-loaded GPU it fits on, so the pools spread over the cluster (one
+    of each annotator per GPU for the bundled pipelines); when spreading leaves an actor nowhere to
+    go, the tighter first-fit packing is tried. A fraction never spans GPUs, so asks that fit in
+    total can still fail to pack (three 0.6 actors on two GPUs): that is a PlanError too.
     """
-    actors = sorted(((s.name, s.resources.num_gpus) for s in stages for _ in range(s.resources.concurrency)
+    actors = sorted(((s.name, s.resources.num_gpus) for s in stages for _ in range(_most(s))
                      if s.resources.num_gpus), key=lambda a: -a[1])
-    gpus: list[list[tuple[str, float]]] = [[] for _ in range(int(cluster_gpus))]
+    try:
+        return _place(actors, int(cluster_gpus), spread=True)
+    except PlanError:
+        return _place(actors, int(cluster_gpus), spread=False)
+
+
+def _place(actors: list[tuple[str, float]], count: int, spread: bool) -> list[list[tuple[str, float]]]:
+    gpus: list[list[tuple[str, float]]] = [[] for _ in range(count)]
     for name, need in actors:
         if need > 1:  # whole multi-GPU actors take whole free GPUs
             free = [g for g in gpus if not g][:math.ceil(need)]
@@ -139,14 +169,17 @@ def pack_gpus(stages: list[StagePlan], cluster_gpus: float) -> list[list[tuple[s
             for g in free:
                 g.append((name, need / math.ceil(need)))
             continue
-        for g in gpus:
-            if sum(f for _, f in g) + need <= 1 + 1e-9:
-                g.append((name, need))
-                break
-        else:
+        fits = [g for g in gpus if sum(f for _, f in g) + need <= 1 + 1e-9]
+        if not fits:
             raise PlanError(f"cannot place a {name} actor ({need:g} GPU) on {len(gpus)} GPUs: the fractions do "
                             "not pack; make them divide 1 (0.25, 0.5) or lower concurrency (see --plan)")
+        (min(fits, key=lambda g: sum(f for _, f in g)) if spread else fits[0]).append((name, need))
     return gpus
+
+
+def _most(stage: StagePlan) -> int:
+    """The most actors (or concurrent tasks) a stage can have once autoscaled."""
+    return stage.resources.max_concurrency or stage.resources.concurrency
 
 
 def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: float,
@@ -156,9 +189,10 @@ def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: floa
     for s in stages:
         r = s.resources
         per_gpu = str(int(1 // r.num_gpus)) if 0 < r.num_gpus <= 1 else ("-" if not r.num_gpus else f"1/{r.num_gpus:g}")
+        size = str(r.concurrency) if _most(s) == r.concurrency else f"{r.concurrency}-{_most(s)}"
         rows.append((s.name, s.kind, f"{r.num_cpus:g}", f"{r.num_gpus:g}",
-                     str(r.batch_size) if s.kind == "actors" else "1", str(r.concurrency), per_gpu,
-                     f"{r.num_gpus * r.concurrency:g}"))
+                     str(r.batch_size) if s.kind == "actors" else "1", size, per_gpu,
+                     f"{r.num_gpus * _most(s):g}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"cluster: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
@@ -192,14 +226,18 @@ def cluster_resources() -> tuple[float, float]:
 
 
 def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int | None = None) -> bool:
-    """Attach to `address` (auto, ray://...) or start an embedded local Ray bound to 127.0.0.1;
-    True when this call started an embedded Ray (which the caller then shuts down).
+    """Attach to `address` (auto, ray://...; default $RAY_ADDRESS) or start an embedded local Ray
+    bound to 127.0.0.1; True when this call started an embedded Ray (which the caller then shuts down).
 
     `object_store_bytes` sizes the embedded Ray's object store (default: Ray's, 30% of RAM). Ray
     Data keeps in-flight clips within half of it, so it is the knob that bounds a build's memory.
     """
     if ray.is_initialized():
         return False
+    # `ray job submit` runs the driver with RAY_ADDRESS set to the cluster: attach to it rather than
+    # start an embedded Ray on the head. An http(s) value is the job API's address, not a cluster's.
+    env = os.environ.get("RAY_ADDRESS", "")
+    address = address or (env if env and not env.startswith(("http://", "https://")) else None)
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return False
@@ -210,38 +248,43 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int 
     return True
 
 
-def run_stages(requests: list[ClipRequest], cfg: BuildConfig, out: str, *, options: StorageOptions | None = None,
+def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: StorageOptions | None = None,
                mtime: float = 0.0, dry_run: bool = False, progress: bool = True) -> Iterator[str]:
-    """Run every request through the graph into shards under `out/shards`; yield one JSON record
-    per request, in completion order: {"key", "status": done|failed|filtered, ...}
+    """Run every request of `ds` (`requests_dataset`) through the graph into shards under
+    `out/shards`; yield one JSON record per request, in completion order: {"key", "status": done|failed|filtered, ...}
     (shards.write_shards). These records are all the driver receives.
 
     `dry_run`: every annotator actor writes tiny random-weight models into its own temporary
     cache and loads those (see AnnotatorStage), so the graph runs end to end on any cluster.
     """
-    ds = _requests_dataset(requests, cfg, progress)
+    _progress_bars(progress)
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
+    counter, counter_handle = start_counter()
+    retries = {"max_retries": RAY_RETRIES}  # bounded: a poison clip is failed by crashes.py first
     filters = parse_filters(cfg.filters)
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
-    ds = ds.map(partial(decode_row, filters=early, options=options), num_cpus=decode.num_cpus, memory=decode_memory(cfg),
-                compute=TaskPoolStrategy(size=decode.concurrency))
+    ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
+                num_cpus=decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=decode.concurrency),
+                **retries)
     for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
-                                                                   "dry_run": dry_run},
-                            batch_size=r.batch_size, compute=ActorPoolStrategy(size=r.concurrency), num_cpus=r.num_cpus,
-                            num_gpus=r.num_gpus, batch_format="numpy")
-        # No retry settings here: Ray Data's actor pools already use max_restarts=-1 and
-        # max_task_retries=-1 (a dead actor restarts, its batches rerun), which the
-        # clip-exactly-once guarantee rests on; tests/test_fault_tolerance.py checks it.
+                                                                   "dry_run": dry_run, "counter": counter,
+                                                                   "timeout_s": r.timeout_s},
+                            batch_size=r.batch_size, num_cpus=r.num_cpus,
+                            compute=ActorPoolStrategy(min_size=r.concurrency, max_size=_most(stage)),
+                            num_gpus=r.num_gpus, batch_format="numpy",
+                            # A dead actor restarts and its batches rerun (exactly-once rests on it,
+                            # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
+                            max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
         if i in after:
             ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
-                        compute=TaskPoolStrategy(size=encode.concurrency))
+                        compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
-                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency))
+                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
     # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
     # encode a whole shard's clips one after another in one task.
@@ -249,29 +292,47 @@ def run_stages(requests: list[ClipRequest], cfg: BuildConfig, out: str, *, optio
                         fn_kwargs={"out": out, "options": options, "max_samples": cfg.shard_max_samples,
                                    "max_bytes": cfg.shard_max_bytes, "mtime": mtime},
                         num_cpus=encode.num_cpus, memory=min(cfg.shard_max_bytes, 4 * 2**30),
-                        compute=TaskPoolStrategy(size=encode.concurrency))
-    for row in ds.iter_rows():
-        yield row["record"]
+                        compute=TaskPoolStrategy(size=encode.concurrency), **retries)
+    try:
+        for row in ds.iter_rows():
+            yield row["record"]
+    finally:
+        ray.kill(counter_handle)
 
 
-def run_screen(requests: list[ClipRequest], cfg: BuildConfig, *, options: StorageOptions | None = None,
+def run_screen(requests: Iterable[ClipRequest], cfg: BuildConfig, *, options: StorageOptions | None = None,
                progress: bool = True) -> Iterator[Clip]:
     """The near-duplicate screen pass: decode with the probe and content filters, and yield every
     clip back without its frames (dropped, failed, or kept with its perceptual hash)."""
     filters = parse_filters(cfg.filters)
-    ds = _requests_dataset(requests, cfg, progress)
+    _progress_bars(progress)
+    ds, _ = requests_dataset(requests, cfg)
     ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated"), options=options),
                 num_cpus=cfg.decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=cfg.decode.concurrency))
     for row in ds.iter_rows():
         yield Clip.from_bytes(row["clip"])
 
 
-def _requests_dataset(requests: list[ClipRequest], cfg: BuildConfig, progress: bool) -> ray.data.Dataset:
+def _progress_bars(progress: bool) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     ctx.enable_operator_progress_bars = progress  # one live bar per stage
-    items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in requests]
-    return ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
+
+
+def requests_dataset(requests: Iterable[ClipRequest], cfg: BuildConfig,
+                     chunk: int = 10_000) -> tuple[ray.data.Dataset | None, int]:
+    """The requests as a Ray dataset of {"key", "clip"} rows, and how many there are (None, 0 when
+    there are none). Built a chunk at a time, each chunk put into the object store (which spills to
+    disk) before the next is read, so the driver holds one chunk, not the listing."""
+    parts, count = [], 0
+    for batch in chunks(requests, chunk):
+        items = [{"key": r.key, "clip": Clip(request=r, spec=cfg.spec).to_bytes()} for r in batch]
+        # Small blocks, so the decode tasks start as soon as the first clips are there.
+        parts.append(ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000))))
+        count += len(items)
+    if not parts:
+        return None, 0
+    return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]), count
 
 
 def decode_memory(cfg: BuildConfig) -> int:

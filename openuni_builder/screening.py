@@ -11,7 +11,7 @@ is spent on duplicates; the price is decoding the survivors twice.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
@@ -40,31 +40,39 @@ def record_rejected(ledger: Ledger, record: Clip | dict[str, Any], prints: dict[
     return "failed", record["stage"]
 
 
-def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, done_rows: Iterable[dict[str, Any]],
-              progress: bool = True, options: StorageOptions | None = None) -> tuple[list[ClipRequest], Counter, Counter]:
+def prefilter(requests: Iterable[ClipRequest], cfg: BuildConfig, ledger: Ledger, progress: bool = True,
+              options: StorageOptions | None = None) -> tuple[Iterable[ClipRequest], Counter, Counter]:
     """Requests that survive the listing filters and near-duplicate screening, plus the drops by
-    filter and failures by stage recorded on the way (all written to the ledger)."""
+    filter and failures by stage recorded on the way (all written to the ledger; the counters
+    fill as the requests are consumed). Without near-duplicate screening this streams; with it,
+    the surviving requests are held, since the screen decides in key order over all of them."""
     filters = parse_filters(cfg.filters)
     prints = {f.name: f.fingerprint for f in filters}
     counts: dict[str, Counter] = {"filtered": Counter(), "failed": Counter()}
     listing = in_phase(filters, "listing")
-    kept = []
-    for req in requests:
-        clip = run_filters(Clip(request=req, spec=cfg.spec), listing)
-        if clip.ok:
-            kept.append(req)
-        else:
-            kind, name = record_rejected(ledger, clip, prints)
-            counts[kind][name] += 1
+
+    def survivors() -> Iterator[ClipRequest]:
+        for req in requests:
+            clip = run_filters(Clip(request=req, spec=cfg.spec), listing)
+            if clip.ok:
+                yield req
+            else:
+                kind, name = record_rejected(ledger, clip, prints)
+                counts[kind][name] += 1
+
     dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
-    if dedup is None or not kept:
+    if dedup is None:
+        return survivors(), counts["filtered"], counts["failed"]
+    kept = list(survivors())
+    if not kept:
         return kept, counts["filtered"], counts["failed"]
 
     index = HashIndex(int(dedup.options["max_distance"]))
-    for row in sorted(done_rows, key=lambda r: r["key"]):
-        phash = ((row.get("filters") or {}).get(dedup.name) or {}).get("phash")
+    done = sorted((row["key"], ((row.get("filters") or {}).get(dedup.name) or {}).get("phash"))
+                  for row in ledger.iter_done())
+    for key, phash in done:
         if phash:
-            index.add(row["key"], bytes.fromhex(phash))
+            index.add(key, bytes.fromhex(phash))
     hashes: dict[str, bytes] = {}
     for clip in run_screen(kept, cfg, options=options, progress=progress):
         if clip.ok:
@@ -72,7 +80,7 @@ def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, don
         else:
             kind, name = record_rejected(ledger, clip, prints)
             counts[kind][name] += 1
-    survivors = []
+    unique = []
     for req in sorted(kept, key=lambda r: r.key):
         if req.key not in hashes:
             continue
@@ -80,11 +88,11 @@ def prefilter(requests: list[ClipRequest], cfg: BuildConfig, ledger: Ledger, don
         near = index.nearest(phash)
         if near is None:
             index.add(req.key, phash)
-            survivors.append(req)
+            unique.append(req)
             continue
         values = {"phash": phash.hex(), "duplicate_of": near[0], "distance": near[1]}
         clip = Clip(request=req, spec=cfg.spec).drop(
             dedup.name, f"near-duplicate of {near[0]} ({near[1]} of 64 bits differ)", values)
         record_rejected(ledger, clip, prints)
         counts["filtered"][dedup.name] += 1
-    return survivors, counts["filtered"], counts["failed"]
+    return unique, counts["filtered"], counts["failed"]

@@ -31,9 +31,10 @@ import tarfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 from upath import UPath
 
 from openuni_builder.clip import Clip
@@ -57,6 +58,57 @@ def index_row(key: str, shard: str, members: dict[str, bytes], meta: dict[str, A
         "filters": meta.get("filters", {}), "dry_run": bool(meta.get("dry_run", False)),
         "duration": _segment_duration(meta), "facts": _facts(meta),
     }
+
+
+#: index.parquet's columns; the dict-valued ones are stored as JSON text (`balance.read_index` decodes them).
+INDEX_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("source", pa.string()), ("video_id", pa.string()),
+    ("clip_index", pa.int64()), ("start", pa.float64()), ("end", pa.float64()), ("num_frames", pa.int64()),
+    ("fps", pa.float64()), ("height", pa.int64()), ("width", pa.int64()), ("caption", pa.string()),
+    ("modalities", pa.list_(pa.string())), ("members", pa.list_(pa.string())), ("member_bytes", pa.string()),
+    ("bytes", pa.int64()), ("scores", pa.string()), ("filters", pa.string()), ("dry_run", pa.bool_()),
+    ("duration", pa.float64()), ("facts", pa.string()),
+])
+_JSON_COLUMNS = ("member_bytes", "scores", "filters", "facts")
+
+
+def write_index(rows: Iterable[dict[str, Any]], path: Path, batch: int = 10_000) -> dict[str, int]:
+    """Stream index rows into `path` (parquet, INDEX_SCHEMA) a batch at a time; returns the
+    totals the stats need (samples, shards, bytes). Memory: one batch, plus the shard names."""
+    import pyarrow.parquet as pq
+
+    samples, total, shards = 0, 0, set()
+    writer = None
+    try:
+        for chunk in chunks(rows, batch):
+            for row in chunk:
+                for col in _JSON_COLUMNS:
+                    row[col] = json.dumps(row.get(col) if isinstance(row.get(col), dict) else {})
+                shards.add(row["shard"])
+                total += int(row.get("bytes") or 0)
+            samples += len(chunk)
+            table = pa.Table.from_pylist([{name: row.get(name) for name in INDEX_SCHEMA.names} for row in chunk],
+                                         schema=INDEX_SCHEMA)
+            if writer is None:
+                writer = pq.ParquetWriter(str(path) + ".tmp", INDEX_SCHEMA)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        Path(str(path) + ".tmp").replace(path)
+    return {"samples": samples, "shards": len(shards), "bytes": total}
+
+
+def chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _segment_duration(meta: dict[str, Any]) -> float | None:
@@ -166,18 +218,24 @@ def _node() -> str:
 
 def recover(shards_dir, ledger: Ledger) -> int:
     """Bring the ledger up to date with the shards a killed run committed; returns the samples
-    recovered. Tars without a manifest and temporaries are deleted: their clips were never done."""
+    recovered. Two kinds can lack ledger rows: shards the ledger never names, and the one whose rows
+    it was writing when the kill came (`Ledger.last_shard`). Tars without a manifest and
+    temporaries are deleted: their clips were never done."""
     if not shards_dir.exists():
         return 0
-    known = {row["shard"] for row in ledger.done().values()}
+    done = ledger.done_keys()
+    known = set(done.values())
     names = {p.name for p in shards_dir.iterdir()}
+    last = ledger.last_shard()
     recovered = 0
     for name in sorted(names):
         if ".tmp-" in name or (name.endswith(".tar") and name + MANIFEST_SUFFIX not in names):
             (shards_dir / name).unlink()
-        elif name.endswith(MANIFEST_SUFFIX) and name[:-len(MANIFEST_SUFFIX)] not in known:
-            rows = json.loads((shards_dir / name).read_bytes())["rows"]
-            ledger.mark_done(rows)
+        elif name.endswith(MANIFEST_SUFFIX) and (name[:-len(MANIFEST_SUFFIX)] not in known
+                                                 or name[:-len(MANIFEST_SUFFIX)] == last):
+            rows = [r for r in json.loads((shards_dir / name).read_bytes())["rows"] if r["key"] not in done]
+            if rows:
+                ledger.mark_done(rows)
             recovered += len(rows)
     return recovered
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from annotators import get_annotator
 from openuni_builder import pixelplanes
-from openuni_builder.clip import Clip
+from openuni_builder.clip import Clip, ModalityOutput
+from openuni_builder.crashes import guard
 from openuni_builder.download import fetch_video
 from openuni_builder.filters import Filter, run_filters
 from openuni_builder.location import StorageOptions, local_file
@@ -30,16 +31,28 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 
-def decode_row(row: Row, filters: tuple[Filter, ...] = (), options: StorageOptions | None = None) -> Row:
+def decode_row(row: Row, filters: tuple[Filter, ...] = (), options: StorageOptions | None = None,
+               counter: str | None = None, timeout_s: float | None = None) -> Row:
     """Cut and normalise the clip's frames from its source video.
 
     `filters` are the listing and probe filters (run before decoding, so a clip they drop is
     never decoded; listing filters already ran on the driver and run again only to record their
     values in KEY.json) and the content filters (run on the decoded frames). A video at a URI is
     copied into a temporary file for this task (removed afterwards) and decoded from there.
+    `counter`/`timeout_s`: the build's crash counter and the per-clip limit (crashes.py).
     """
     started = time.time()
     clip = Clip.from_bytes(row["clip"])
+    with guard(counter, "decode", timeout_s).running([clip.key]) as reason:
+        if reason:
+            clip.fail("decode", reason)
+        else:
+            _decode(clip, filters, options)
+    clip.timings["decode"] = (started, time.time())
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def _decode(clip: Clip, filters: tuple[Filter, ...], options: StorageOptions | None) -> None:
     req = clip.request
     try:
         if req.extra.get("download_url"):
@@ -59,8 +72,6 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = (), options: StorageOptio
         clip.fail("decode", str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the stage
         clip.fail("decode", exc)
-    clip.timings["decode"] = (started, time.time())
-    return {"key": row["key"], "clip": clip.to_bytes()}
 
 
 def screen_row(row: Row, filters: tuple[Filter, ...], options: StorageOptions | None = None) -> Row:
@@ -84,6 +95,18 @@ def filter_row(row: Row, filters: tuple[Filter, ...]) -> Row:
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 
+class ModelMissingOnNode(RuntimeError):
+    """An annotator actor started on a node whose model cache lacks its model."""
+
+
+def _node_name() -> str:
+    import socket
+
+    import ray
+
+    return f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+
+
 class AnnotatorStage:
     """Actor wrapper: loads the annotator once, annotates batches, isolates failing clips.
 
@@ -92,12 +115,17 @@ class AnnotatorStage:
     cache and no shared filesystem on any node (seeded: every actor writes the same weights).
     """
 
-    def __init__(self, name: str, options: dict[str, Any], dry_run: bool = False) -> None:
+    def __init__(self, name: str, options: dict[str, Any], dry_run: bool = False, counter: str | None = None,
+                 timeout_s: float | None = None) -> None:
         self.name = name
+        self.guard = guard(counter, name, timeout_s)
         if dry_run:  # before the annotator exists: some decide their backend by what is cached
             self._tiny_cache = tempfile.TemporaryDirectory(prefix=f"openuni-dry-run-{name}-")
             os.environ[CACHE_ENV] = self._tiny_cache.name  # this actor's own process only
         self.annotator = get_annotator(name)(**options)
+        missing = None if dry_run else self.annotator.unavailable()
+        if missing:  # checked where the actor runs: the driver's cache says nothing of this node's
+            raise ModelMissingOnNode(f"{name} cannot start on node {_node_name()}: {missing}")
         self.load_error: str | None = None
         try:
             if dry_run:
@@ -125,21 +153,37 @@ class AnnotatorStage:
         return {"key": [c.key for c in clips], "clip": [c.to_bytes() for c in clips]}
 
     def _annotate(self, clips: list[Clip]) -> None:
-        try:
-            results = self.annotator.annotate(clips)
-            if len(results) != len(clips):
-                raise RuntimeError(f"{self.name} returned {len(results)} outputs for {len(clips)} clips")
-            pairs = list(zip(clips, results))
-        except Exception:
-            pairs = []
-            for clip in clips:  # retry alone, so one bad clip fails and the others go on
+        """The batch at once; clip by clip when it raised (so one bad clip fails alone) or when
+        some of its clips were in a worker that died (so the one that kills it is found)."""
+        keys = [c.key for c in clips]
+        if not self.guard.suspects(keys):
+            results = None
+            with self.guard.running(keys):
                 try:
-                    pairs.append((clip, self.annotator.annotate([clip])[0]))
+                    results = self.annotator.annotate(clips)
+                    if len(results) != len(clips):
+                        raise RuntimeError(f"{self.name} returned {len(results)} outputs for {len(clips)} clips")
+                except Exception:
+                    results = None
+            if results is not None:
+                for clip, output in zip(clips, results):
+                    self._keep(clip, output)
+                return
+        for clip in clips:
+            with self.guard.running([clip.key]) as reason:
+                if reason:
+                    clip.fail(self.name, reason)
+                    continue
+                try:
+                    output = self.annotator.annotate([clip])[0]
                 except Exception as exc:
                     clip.fail(self.name, exc)
-        for clip, output in pairs:
-            output.meta.setdefault("provenance", self.provenance)
-            clip.outputs[self.name] = output
+                    continue
+            self._keep(clip, output)
+
+    def _keep(self, clip: Clip, output: ModalityOutput) -> None:
+        output.meta.setdefault("provenance", self.provenance)
+        clip.outputs[self.name] = output
 
 
 def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False) -> Row:

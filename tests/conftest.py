@@ -14,6 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the dataset card is written and loaded offline
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Before Ray starts, so its workers see it too: the fault-injecting annotator of the crash tests.
+os.environ.setdefault("OPENUNI_ANNOTATORS", "crashing=tests.crashing_annotator:CrashingAnnotator")
 
 from openuni_builder.clip import ClipSpec  # noqa: E402
 from openuni_builder.video_io import encode_mp4  # noqa: E402

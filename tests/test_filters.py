@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip, ClipRequest, ModalityOutput
@@ -234,3 +236,25 @@ def test_config_rejects_bad_filters(tmp_path):
     path.write_text("name: x\nfilters:\n  black: {max_fraction: 0.1, colour: red}\n")
     with pytest.raises(ConfigError, match="colour"):
         load_config(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 7), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_hash_index_finds_exactly_what_a_full_scan_finds(max_distance, frames, rnd):
+    """The banded index is an exact near-duplicate search, not an approximation."""
+    def flip(h: bytes, bits: int) -> bytes:
+        x = bytearray(h)
+        for frame in range(len(h) // 8):
+            for bit in rnd.sample(range(64), bits):
+                x[frame * 8 + bit // 8] ^= 1 << (bit % 8)
+        return bytes(x)
+
+    kept = {f"k{i}": rnd.randbytes(8 * frames) for i in range(40)}
+    index = HashIndex(max_distance)
+    for key, h in kept.items():
+        index.add(key, h)
+    queries = [flip(h, rnd.randint(0, 10)) for h in list(kept.values())[:20]] + [rnd.randbytes(8 * frames)]
+    for q in queries:
+        scan = sorted((phash_distance(q, h), k) for k, h in kept.items())
+        want = (scan[0][1], scan[0][0]) if scan[0][0] <= max_distance else None
+        assert index.nearest(q) == want

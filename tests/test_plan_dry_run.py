@@ -31,7 +31,7 @@ def test_gpu_actors_pack_by_fraction(tmp_path):
     assert gpus == {"decode": 0, "depth": 0.25, "seg": 0.5, "caption": 1.0, "skeleton": 0.25, "densepose": 0.5,
                     "flow": 0, "encode": 0}
     packing = pack_gpus(stages, 3)
-    assert [sum(f for _, f in g) for g in packing] == [1.0, 1.0, 0.5]  # 2.5 GPUs of asks on 3 GPUs
+    assert [sum(f for _, f in g) for g in packing] == [1.0, 0.75, 0.75]  # 2.5 GPUs of asks, spread over 3
     assert resolve_stages(cfg, cluster_gpus=0)[1].resources.num_gpus == 0  # no GPU: asks dropped
     with pytest.raises(PlanError, match="2.5 GPUs"):
         plan(cfg, 8, 2)
@@ -48,8 +48,8 @@ def test_plan_prints_stages_and_packing_without_running(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "cluster: 8 CPUs, 3 GPUs" in text
-    assert "GPU 0: caption x1  (1 of 1)" in text and "GPU 1: seg x1, densepose x1  (1 of 1)" in text
-    assert "GPU 2: depth x1, skeleton x1  (0.5 of 1)" in text
+    assert "GPU 0: caption x1  (1 of 1)" in text and "GPU 1: seg x1, depth x1  (0.75 of 1)" in text
+    assert "GPU 2: densepose x1, skeleton x1  (0.75 of 1)" in text
     assert "model missing on this machine" in text  # shown, not dropped
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  ")}
     assert rows["depth"][1:8] == ["actors", "0.25", "0.25", "2", "1", "4", "0.25"]

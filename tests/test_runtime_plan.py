@@ -54,3 +54,25 @@ def test_bundled_pipelines_fit_one_gpu_with_raft_flow(pipeline):
     assert stages["flow"].resources.num_gpus == pytest.approx(0.1)
     assert sum(s.resources.num_gpus * s.resources.concurrency for s in stages.values()) <= 1 + 1e-9
     assert {s.name: s for s in plan(cfg, 16, 0)}["flow"].asked_gpus == pytest.approx(0.1)
+
+
+def test_gpu_pools_autoscale_over_every_gpu_of_a_large_cluster():
+    """--plan --gpus 64 used to place one actor of each annotator on GPU 0 and leave 63 idle."""
+    from openuni_builder.runtime import format_plan, pack_gpus, resolve_stages
+    from pipelines import resolve
+
+    stages = resolve_stages(load_config(resolve("openuni")), 64)
+    gpu_pools = [s for s in stages if s.resources.num_gpus]
+    assert gpu_pools and all(s.resources.max_concurrency == 64 * s.resources.concurrency for s in gpu_pools)
+    packing = pack_gpus(stages, 64)
+    assert all(packing) and len(packing) == 64  # every GPU holds actors
+    table = format_plan(stages, 512, 64)
+    assert "idle" not in table and "1-64" in table
+
+
+def test_max_concurrency_is_configurable_and_checked(tmp_path):
+    cfg = load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {concurrency: 1, max_concurrency: 3}}\n"))
+    assert {s.name: s for s in plan(cfg, 16, 0)}["flow"].resources.max_concurrency == 3
+    bad = load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {concurrency: 2, max_concurrency: 1}}\n"))
+    with pytest.raises(PlanError, match="max_concurrency 1 is below concurrency 2"):
+        plan(bad, 16, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from openuni_builder.clip import ClipRequest
-from openuni_builder.sources.base import (SourceContext, SourceError, download_url, find_video,
+from openuni_builder.sources.base import (SourceContext, SourceError, download_url, VideoIndex,
                                           numeric_scores, parse_literal, parse_timestamp, read_table)
 from openuni_builder.sources.remote import fetch_metadata
 
@@ -18,6 +18,7 @@ class Koala36M:
 
     def requests(self, ctx: SourceContext) -> Iterator[ClipRequest]:
         metadata = ctx.input or fetch_metadata(HUB_REPO, ctx.work_dir, self.name)
+        videos = VideoIndex(ctx.video_root)
         for row in read_table(metadata):
             video_id = str(row.get("videoID") or "")
             if not video_id:
@@ -26,7 +27,7 @@ class Koala36M:
             if not youtube_id:
                 youtube_id, index = video_id, "0"
             start, end = (parse_timestamp(t) for t in parse_literal(row["timestamp"]))
-            path = find_video(ctx.video_root, youtube_id)
+            path = videos.find(youtube_id)
             yield ClipRequest(
                 source=self.name, video_id=youtube_id, path=str(path),
                 start=start, end=end, caption=row.get("caption"),

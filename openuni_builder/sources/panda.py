@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from openuni_builder.clip import ClipRequest
-from openuni_builder.sources.base import (SourceContext, SourceError, download_url, find_video,
+from openuni_builder.sources.base import (SourceContext, SourceError, download_url, VideoIndex,
                                           parse_literal, parse_timestamp, read_table)
 
 DOWNLOAD_PAGE = "https://snap-research.github.io/Panda-70M/"
@@ -20,6 +20,7 @@ class Panda70M:
                 "Panda-70M metadata is distributed as CSV files from its project page "
                 f"({DOWNLOAD_PAGE}), not from a hub; download e.g. panda70m_training_2m.csv and "
                 "pass it with --input PATH (and the videos with --video-root DIR)")
+        videos = VideoIndex(ctx.video_root)
         for row in read_table(ctx.input):
             video_id = str(row["videoID"])
             stamps = parse_literal(row["timestamp"])
@@ -27,7 +28,7 @@ class Panda70M:
             matching = _per_clip(row.get("matching_score"), len(stamps), video_id, "matching_score")
             desirable = _per_clip(row.get("desirable_filtering"), len(stamps), video_id, "desirable_filtering")
             shots = _per_clip(row.get("shot_boundary_detection"), len(stamps), video_id, "shot_boundary_detection")
-            path = find_video(ctx.video_root, video_id)
+            path = videos.find(video_id)
             fetch = download_url(ctx, path, row.get("url"))
             for i, (start, end) in enumerate(stamps):
                 scores = {"matching_score": float(matching[i])} if matching[i] is not None else {}
