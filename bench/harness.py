@@ -24,6 +24,8 @@ from typing import Any
 import psutil
 import yaml
 
+# Ray resolves 127.0.0.1 to the interface address unless this is off: benches stay on loopback.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -34,7 +34,7 @@ from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
                                     requests_dataset, resolve_stages, run_stages, stage_throughput)
-from openuni_builder.screening import prefilter, record_rejected
+from openuni_builder.screening import kept_hashes, prefilter, record_rejected
 from openuni_builder.location import StorageOptions, location
 from openuni_builder.shards import recover, write_index
 from openuni_builder.clip import ClipRequest
@@ -104,16 +104,17 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     run_failures: Counter[str] = Counter()
     run_drops: Counter[str] = Counter()
     timings: dict[str, list[tuple[float, float]]] = {}
+    nodes: dict[str, Counter[str]] = {}  # stage -> clips per Ray node (its id's first 12 hex digits)
     written = received = 0
     if first is not None:
         embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
         try:
-            kept, run_drops, run_failures = prefilter(chain([first], todo), cfg, ledger, opts.progress,
-                                                      opts.storage_options)
-            ds, count = requests_dataset(kept, cfg, opts.progress)  # consumes the listing, chunk by chunk
+            kept, run_drops = prefilter(chain([first], todo), cfg, ledger)
+            ds, count = requests_dataset(kept, cfg)  # consumes the listing, chunk by chunk
             log.info(listing.summary())
             records = run_stages(ds, cfg, str(target), options=opts.storage_options, mtime=started,
-                                 dry_run=opts.dry_run, progress=opts.progress) if count else iter(())
+                                 dry_run=opts.dry_run, progress=opts.progress,
+                                 kept_hashes=kept_hashes(cfg, ledger)) if count else iter(())
             with tqdm(total=count, desc="clips", unit="clip", disable=not opts.progress) as bar, \
                     DoneBuffer(ledger) as finished:
                 for text in records:
@@ -121,6 +122,8 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
                     record = json.loads(text)
                     for stage, span in record.pop("timings", {}).items():
                         timings.setdefault(stage, []).append(tuple(span))
+                    for stage, node in record.pop("nodes", {}).items():
+                        nodes.setdefault(stage, Counter())[str(node)[:12]] += 1
                     if record["status"] == "done":
                         finished.add(record["shard"], record["row"])
                         written += 1
@@ -137,7 +140,8 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     else:
         log.info(listing.summary())
     stats = _finish(out, target, cfg, opts, ledger, skipped, started, listing.listed, listing.duplicates,
-                    listing.todo_count, written, received, run_failures, run_drops, stage_throughput(timings))
+                    listing.todo_count, written, received, run_failures, run_drops, stage_throughput(timings),
+                    {stage: dict(c) for stage, c in nodes.items()})
     publish(out, cfg, shards=target / "shards")
     return stats
 
@@ -250,7 +254,8 @@ def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
 
 def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
             started: float, listed: int, duplicates: int, processed: int, written: int, received: int,
-            run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]]) -> dict[str, Any]:
+            run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]],
+            nodes: dict[str, dict[str, int]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
     failed = ledger.failed()
     filtered = ledger.filtered({f.name: f.fingerprint for f in filters})
@@ -263,7 +268,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
                 "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
                 "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
-                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages,
+                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages, "nodes": nodes,
                 # what came back to the driver per clip: records, never sample bytes
                 "driver_bytes_per_clip": round(received / processed) if processed else 0},
         "total": {**totals, "failed": len(failed),

@@ -130,6 +130,7 @@ class Clip:
     members: dict[str, bytes] = field(default_factory=dict)
     dropped: dict[str, Any] | None = None
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (start, end) wall clock
+    nodes: dict[str, str] = field(default_factory=dict)  # stage -> Ray node id that ran it
 
     @property
     def key(self) -> str:

@@ -39,10 +39,10 @@ from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
 from openuni_builder.crashes import RAY_RETRIES, start_counter
-from openuni_builder.filters import parse_filters, schedule
+from openuni_builder.filters import NearDuplicateFilter, parse_filters, schedule
 from openuni_builder.location import StorageOptions
 from openuni_builder.shards import chunks, write_shards
-from openuni_builder.stages import AnnotatorStage, decode_row, encode_row, filter_row, screen_row
+from openuni_builder.stages import AnnotatorStage, DedupStage, decode_row, encode_row, filter_row
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +249,15 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int 
 
 
 def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: StorageOptions | None = None,
-               mtime: float = 0.0, dry_run: bool = False, progress: bool = True) -> Iterator[str]:
+               mtime: float = 0.0, dry_run: bool = False, progress: bool = True,
+               kept_hashes: list[tuple[str, str]] | None = None) -> Iterator[str]:
     """Run every request of `ds` (`requests_dataset`) through the graph into shards under
     `out/shards`; yield one JSON record per request, in completion order: {"key", "status": done|failed|filtered, ...}
     (shards.write_shards). These records are all the driver receives.
 
     `dry_run`: every annotator actor writes tiny random-weight models into its own temporary
     cache and loads those (see AnnotatorStage), so the graph runs end to end on any cluster.
+    `kept_hashes`: finished clips' (key, phash) when near-duplicate screening is configured.
     """
     _progress_bars(progress)
     stages = plan(cfg, *cluster_resources())
@@ -268,6 +270,12 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
     ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
                 num_cpus=decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=decode.concurrency),
                 **retries)
+    dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
+    if dedup is not None:  # one actor: the decision needs every hash kept so far
+        ds = ds.map_batches(DedupStage, fn_constructor_kwargs={"name": dedup.name, "kept": kept_hashes or [],
+                                                               "max_distance": int(dedup.options["max_distance"])},
+                            batch_size=1, compute=ActorPoolStrategy(size=1), num_cpus=0, batch_format="numpy",
+                            max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
     for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
@@ -298,19 +306,6 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
             yield row["record"]
     finally:
         ray.kill(counter_handle)
-
-
-def run_screen(requests: Iterable[ClipRequest], cfg: BuildConfig, *, options: StorageOptions | None = None,
-               progress: bool = True) -> Iterator[Clip]:
-    """The near-duplicate screen pass: decode with the probe and content filters, and yield every
-    clip back without its frames (dropped, failed, or kept with its perceptual hash)."""
-    filters = parse_filters(cfg.filters)
-    _progress_bars(progress)
-    ds, _ = requests_dataset(requests, cfg)
-    ds = ds.map(partial(screen_row, filters=tuple(f for f in filters if f.phase != "annotated"), options=options),
-                num_cpus=cfg.decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=cfg.decode.concurrency))
-    for row in ds.iter_rows():
-        yield Clip.from_bytes(row["clip"])
 
 
 def _progress_bars(progress: bool) -> None:

@@ -143,10 +143,12 @@ def write_shards(batch: dict[str, np.ndarray], out: str, options: StorageOptions
             records[clip.key] = {"status": "done", "shard": name, "row": row}
     share = (time.time() - started) / max(1, len(clips))
     out_keys, out_records = [], []
+    here = node_id()
     for i, clip in enumerate(clips):
         timings = {**clip.timings, "write": (started + i * share, started + (i + 1) * share)}
         out_keys.append(clip.key)
-        out_records.append(json.dumps({**records[clip.key], "key": clip.key, "timings": timings}, default=str))
+        out_records.append(json.dumps({**records[clip.key], "key": clip.key, "timings": timings,
+                                       "nodes": {**clip.nodes, "write": here}}, default=str))
     return {"key": out_keys, "record": out_records}
 
 
@@ -205,15 +207,20 @@ def write_shard(shards_dir, samples: list[tuple[str, dict[str, bytes], dict[str,
     return name, rows
 
 
-def _node() -> str:
-    """Which machine wrote a shard: the Ray node id where there is one, and the host name."""
+def node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
     try:
         import ray
 
-        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     except Exception:  # outside a Ray worker
-        node_id = None
-    return f"{socket.gethostname()}:{node_id}" if node_id else socket.gethostname()
+        return None
+
+
+def _node() -> str:
+    """Which machine wrote a shard: the host name, and the Ray node id where there is one."""
+    here = node_id()
+    return f"{socket.gethostname()}:{here}" if here else socket.gethostname()
 
 
 def recover(shards_dir, ledger: Ledger) -> int:

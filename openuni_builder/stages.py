@@ -22,9 +22,10 @@ from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.crashes import guard
 from openuni_builder.download import fetch_video
-from openuni_builder.filters import Filter, run_filters
+from openuni_builder.filters import Filter, HashIndex, run_filters
 from openuni_builder.location import StorageOptions, local_file
 from openuni_builder.models import CACHE_ENV
+from openuni_builder.shards import node_id
 from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def decode_row(row: Row, filters: tuple[Filter, ...] = (), options: StorageOptio
             clip.fail("decode", reason)
         else:
             _decode(clip, filters, options)
-    clip.timings["decode"] = (started, time.time())
+    clip.timings["decode"], clip.nodes["decode"] = (started, time.time()), node_id()
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 
@@ -74,12 +75,35 @@ def _decode(clip: Clip, filters: tuple[Filter, ...], options: StorageOptions | N
         clip.fail("decode", exc)
 
 
-def screen_row(row: Row, filters: tuple[Filter, ...], options: StorageOptions | None = None) -> Row:
-    """`decode_row` without returning the frames: the near-duplicate screen pass only needs the
-    filter values (the perceptual hash) and the verdicts."""
-    clip = Clip.from_bytes(decode_row(row, filters, options)["clip"])
-    clip.frames = None
-    return {"key": row["key"], "clip": clip.to_bytes()}
+class DedupStage:
+    """Near-duplicate screening inside the graph: one actor per build, right after decode, that
+    holds the hashes of every clip kept so far (finished clips of earlier runs included) and drops
+    a clip within `max_distance` of one of them, with its reason.
+
+    It decides as clips arrive, so no GPU work waits for a decode pass over the whole list (the
+    driver-side screen before it decoded every clip twice and held the annotators back until all
+    were hashed); of two near-duplicates, the one decoded first is kept.
+    """
+
+    def __init__(self, name: str, max_distance: int, kept: list[tuple[str, str]]) -> None:
+        self.name, self.index = name, HashIndex(max_distance)
+        for key, phash in kept:
+            self.index.add(key, bytes.fromhex(phash))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        clips = [Clip.from_bytes(b) for b in batch["clip"]]
+        for clip in clips:
+            measured = (clip.filters.get(self.name) or {}).get("phash") if clip.ok else None
+            if measured is None:
+                continue
+            phash = bytes.fromhex(measured)
+            near = self.index.nearest(phash)
+            if near is None:
+                self.index.add(clip.key, phash)
+            else:
+                clip.drop(self.name, f"near-duplicate of {near[0]} ({near[1]} of 64 bits differ)",
+                          {"phash": measured, "duplicate_of": near[0], "distance": near[1]})
+        return {"key": [c.key for c in clips], "clip": [c.to_bytes() for c in clips]}
 
 
 def filter_row(row: Row, filters: tuple[Filter, ...]) -> Row:
@@ -137,6 +161,7 @@ class AnnotatorStage:
             self.load_error = f"loading {name} failed: {type(exc).__name__}: {exc}"
             log.error(self.load_error)
         self.provenance = self.annotator.provenance()
+        self.node = node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         started = time.time()
@@ -150,6 +175,7 @@ class AnnotatorStage:
         share = (time.time() - started) / len(clips)  # a batch's time, split over its clips
         for i, clip in enumerate(clips):
             clip.timings[self.name] = (started + i * share, started + (i + 1) * share)
+            clip.nodes[self.name] = self.node
         return {"key": [c.key for c in clips], "clip": [c.to_bytes() for c in clips]}
 
     def _annotate(self, clips: list[Clip]) -> None:
@@ -196,7 +222,7 @@ def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dr
             clip.frames, clip.outputs = None, {}
         except Exception as exc:
             clip.fail("encode", exc)
-    clip.timings["encode"] = (started, time.time())
+    clip.timings["encode"], clip.nodes["encode"] = (started, time.time()), node_id()
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray resolves 127.0.0.1 to the machine's interface address unless this is off; the tests' Ray
+# clusters (embedded and `ray start`, which inherit it) must bind loopback only. Read at `import ray`.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the dataset card is written and loaded offline
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -76,27 +76,37 @@ class HashIndex:
     def __init__(self, max_distance: int) -> None:
         self.max_distance = max_distance
         self.hashes: dict[str, bytes] = {}
-        self.buckets: dict[tuple[int, ...], list[str]] = defaultdict(list)
+        self.keys: list[str] = []
+        # bucket -> indices into self.keys; buckets are hashes of the band tuples (a collision only
+        # adds a candidate, which the full comparison then rejects): ~5x less memory than tuples.
+        self.buckets: dict[int, list[int]] = defaultdict(list)
         n = max_distance + 1
         self._bands = [(64 * j // n, 64 * (j + 1) // n) for j in range(n)]
 
-    def _keys(self, phash: bytes) -> list[tuple[int, ...]]:
+    def _buckets(self, phash: bytes) -> list[int]:
         frames = [int.from_bytes(phash[i:i + 8], "big") for i in range(0, min(len(phash), 16), 8)]
         per_frame = [[(j, (x >> (64 - end)) & ((1 << (end - start)) - 1))
                       for j, (start, end) in enumerate(self._bands)] for x in frames]
         if len(per_frame) == 1:
-            return [(len(phash), *band) for band in per_frame[0]]
-        return [(len(phash), *a, *b) for a in per_frame[0] for b in per_frame[1]]
+            return [hash((len(phash), *band)) for band in per_frame[0]]
+        return [hash((len(phash), *a, *b)) for a in per_frame[0] for b in per_frame[1]]
 
     def add(self, key: str, phash: bytes) -> None:
         self.hashes[key] = phash
-        for bucket in self._keys(phash):
-            self.buckets[bucket].append(key)
+        index = len(self.keys)  # one int object, referenced from each of its buckets
+        self.keys.append(key)
+        for bucket in self._buckets(phash):
+            self.buckets[bucket].append(index)
 
     def nearest(self, phash: bytes) -> tuple[str, int] | None:
         """The closest kept clip within `max_distance` (ties: smallest key), or None."""
-        candidates = {k for bucket in self._keys(phash) for k in self.buckets.get(bucket, ())}
-        close = sorted((phash_distance(phash, self.hashes[k]), k) for k in candidates)
-        if close and close[0][0] <= self.max_distance:
-            return close[0][1], close[0][0]
-        return None
+        candidates = sorted({self.keys[i] for bucket in self._buckets(phash) for i in self.buckets.get(bucket, ())
+                             if len(self.hashes[self.keys[i]]) == len(phash)})
+        if not candidates:
+            return None
+        # All candidates at once: XOR against the query, bits per 8-byte frame hash, worst frame.
+        stacked = np.frombuffer(b"".join(self.hashes[k] for k in candidates), np.uint64).reshape(len(candidates), -1)
+        query = np.frombuffer(phash, np.uint64)
+        distance = np.bitwise_count(stacked ^ query).max(axis=1)
+        best = int(np.argmin(distance))  # first minimum: the smallest key among the closest
+        return (candidates[best], int(distance[best])) if distance[best] <= self.max_distance else None

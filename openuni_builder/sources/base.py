@@ -151,7 +151,7 @@ class VideoIndex:
     """Finds `VIDEO_ID.<ext>` under a video root, local or at a URI.
 
     A local root is asked directly first (one stat for the common flat layout); the first miss
-    walks the tree once into a stem -> path map that answers every later id, so a nested layout
+    walks the tree once into a stem -> path map that answers every later id alone, so a nested layout
     or a missing id costs a dict lookup instead of a recursive search per id (38 ms per id in a
     10k-file tree before). A URI root is listed once up front (one stat per id would be a request
     per id).
@@ -165,7 +165,7 @@ class VideoIndex:
     def find(self, video_id: str) -> Path | UPath:
         """The video's path; when none exists, the expected `.mp4` path, so the decode stage
         records "file not found" with the path the user should have provided."""
-        if self._local:
+        if self._local and self._index is None:  # after the walk, the index answers alone
             for ext in VIDEO_EXTENSIONS:
                 candidate = self.root / f"{video_id}{ext}"
                 if candidate.exists():
