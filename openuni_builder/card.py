@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 from upath import UPath
 
-from openuni_builder.balance import BalanceConfig, balance, read_index
+from openuni_builder.balance import BalanceConfig, balance
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import FILTERS
+from openuni_builder.index_summary import IndexSummary
 from openuni_builder.models import load_registry
 from openuni_builder.plots import write_plots
 from openuni_builder.previews import iter_samples, write_previews
@@ -102,7 +103,7 @@ def write_card(out: Path, shards: Path | UPath | None = None) -> Path:
 
     out = Path(out)
     stats = json.loads((out / "stats.json").read_text())
-    rows = read_index(out) if (out / "index.parquet").exists() else []
+    summary = IndexSummary.read(out / "index.parquet")
     report = _balance_report(out)
     shard_sets = {"shards": out / "shards" if shards is None else shards, "balanced/shards": out / "balanced" / "shards"}
     first = _first_sample(shard_sets["shards"])
@@ -116,19 +117,19 @@ def write_card(out: Path, shards: Path | UPath | None = None) -> Path:
             continue
         configs.append({"config_name": name, **({"default": True} if name == "all" else {}),
                         "data_files": [{"split": "train", "path": f"{folder_name}/*.tar"}]})
-        count = len(rows) if name == "all" else report["total"]["after"]
+        count = summary.samples if name == "all" else report["total"]["after"]
         infos[name] = _dataset_info(shards, count)
     data = DatasetCardData(
         license="other", license_name="source-video-terms", pretty_name=f"OpenUni Builder: {stats['pipeline']}",
         task_categories=sorted({"text-to-video", *(TASKS[m] for m in modalities if m in TASKS)}),
-        size_categories=[next(label for limit, label in SIZES if len(rows) < limit)],
+        size_categories=[next(label for limit, label in SIZES if summary.samples < limit)],
         tags=["webdataset", "video", "multimodal", "openuni", *modalities], configs=configs)
     if infos:
         from datasets.info import DatasetInfosDict
 
         DatasetInfosDict(infos).to_dataset_card_data(data)
-    plots = write_plots(out, rows, stats, report)
-    body = _body(out, stats, rows, report, first, meta, plots)
+    plots = write_plots(out, summary, stats, report)
+    body = _body(out, stats, summary, report, first, meta, plots)
     path = out / "README.md"
     path.write_text(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
     return path
@@ -196,7 +197,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
            ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
 
 
-def _body(out: Path, stats: dict[str, Any], rows: list[dict[str, Any]], report: dict[str, Any] | None,
+def _body(out: Path, stats: dict[str, Any], summary: IndexSummary, report: dict[str, Any] | None,
           first: tuple[str, dict[str, bytes]] | None, meta: dict[str, Any], plots: dict[str, tuple[str, str]]) -> str:
     spec, total, produced = stats["spec"], stats["total"], stats["modalities"]["produced"]
     lines = [f"# OpenUni Builder dataset: {stats['pipeline']}", "",
@@ -216,8 +217,8 @@ def _body(out: Path, stats: dict[str, Any], rows: list[dict[str, Any]], report: 
               "ds = load_dataset(\"path/to/this/folder\", \"all\", split=\"train\")"
               + ("  # or \"balanced\"" if report else ""), "```", "",
               "or stream the shards with `webdataset` (decode the mp4 bytes with PyAV).", ""]
-    lines += _structure(rows, first, meta)
-    lines += _creation(stats, rows, report, meta)
+    lines += _structure(summary, first, meta)
+    lines += _creation(stats, summary, report, meta)
     if plots:
         lines += ["## Plots", ""]
         for path, caption in plots.values():
@@ -236,16 +237,12 @@ def _body(out: Path, stats: dict[str, Any], rows: list[dict[str, Any]], report: 
     return "\n".join(lines)
 
 
-def _structure(rows: list[dict[str, Any]], first: tuple[str, dict[str, bytes]] | None,
+def _structure(summary: IndexSummary, first: tuple[str, dict[str, bytes]] | None,
                meta: dict[str, Any]) -> list[str]:
     lines = ["## Dataset structure", "",
-             "WebDataset tar shards (`shards/openuni-%06d.tar`, `balanced/shards/` for the balanced subset); "
+             "WebDataset tar shards (`shards/openuni-*.tar`, `balanced/shards/` for the balanced subset); "
              "every sample has the same members, named `KEY.<member>`:", ""]
-    sizes: dict[str, list[int]] = {}
-    for row in rows:
-        for member, size in (row.get("member_bytes") or {}).items():
-            sizes.setdefault(member, []).append(size)
-    members = sorted(first[1]) if first else sorted(sizes)
+    members = sorted(first[1]) if first else sorted(summary.member_bytes)
     table = []
     for member in members:
         name = member.split(".")[0]
@@ -261,7 +258,8 @@ def _structure(rows: list[dict[str, Any]], first: tuple[str, dict[str, bytes]] |
             what = f"{name} raw arrays: " + _npz_arrays(first[1][member] if first else None)
         else:
             what = member
-        mean = f"{np.mean(sizes[member]) / 1e3:.1f}" if member in sizes else "-"
+        mean_bytes = summary.mean_bytes(member)
+        mean = "-" if mean_bytes is None else f"{mean_bytes / 1e3:.1f}"
         table.append([f"`KEY.{member}`", what, mean])
     lines += _table(["member", "content", "mean kB"], table) + ["", "Fields of `KEY.json`:", ""]
     lines += _table(["field", "meaning"], [[f"`{k}`", JSON_FIELDS.get(k, "")] for k in meta]) + [""]
@@ -279,12 +277,10 @@ def _npz_arrays(data: bytes | None) -> str:
         return ", ".join(f"`{k}` {npz[k].dtype} {tuple(npz[k].shape)}" for k in npz.files)
 
 
-def _creation(stats: dict[str, Any], rows: list[dict[str, Any]], report: dict[str, Any] | None,
+def _creation(stats: dict[str, Any], summary: IndexSummary, report: dict[str, Any] | None,
               meta: dict[str, Any]) -> list[str]:
     run, total = stats["run"], stats["total"]
-    per_source: dict[str, int] = {}
-    for row in rows:
-        per_source[row["source"]] = per_source.get(row["source"], 0) + 1
+    per_source = dict(summary.per_source)
     lines = ["## Dataset creation", "", "### Source data", "",
              f"Source `{stats['source']}`: {run['listed']} clips listed in the last run "
              f"({run['duplicate_keys_in_source']} duplicate keys), {total['samples']} kept in the build.", ""]

@@ -1,7 +1,8 @@
 """The dataset card's plots: distributions a person should see before training on a build.
 
-Every plot is drawn from the index rows (with their filter values and per-modality facts), the
-build stats and the balance report; a plot whose data the build does not have (no motion filter,
+Every plot is drawn from the index summary (per-clip numbers gathered in one streaming pass over
+the index: durations, filter values, per-modality facts, scores), the build stats and the
+balance report; a plot whose data the build does not have (no motion filter,
 no segmentation) is left out rather than drawn empty. Figures are made with matplotlib's
 object API (no pyplot state), so plotting is safe inside any process.
 """
@@ -10,36 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from openuni_builder.index_summary import IndexSummary
+
 PLOTS_DIR = "plots"
 
 
-def _values(rows: list[dict[str, Any]], get: Callable[[dict[str, Any]], Any]) -> list[float]:
-    out = []
-    for row in rows:
-        value = get(row)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-            out.append(float(value))
-    return out
-
-
-def _filter_value(name: str, field: str) -> Callable[[dict[str, Any]], Any]:
-    return lambda row: ((row.get("filters") or {}).get(name) or {}).get(field)
-
-
-def _person_count(row: dict[str, Any]) -> Any:
-    facts = row.get("facts") or {}
-    for name in ("skeleton", "densepose"):
-        if "person_count" in (facts.get(name) or {}):
-            return facts[name]["person_count"]
-    return _filter_value("person", "person_count")(row)
-
-
-def _hist(ax, values: list[float], xlabel: str, integer: bool = False) -> None:
+def _hist(ax, values: Sequence[float], xlabel: str, integer: bool = False) -> None:
     if integer:
         counts = Counter(int(v) for v in values)
         ax.bar(list(counts), list(counts.values()), color="#4c72b0")
@@ -55,7 +37,7 @@ def _save(fig: Figure, folder: Path, name: str) -> str:
     return f"{PLOTS_DIR}/{name}.png"
 
 
-def write_plots(out: Path, rows: list[dict[str, Any]], stats: dict[str, Any],
+def write_plots(out: Path, summary: IndexSummary, stats: dict[str, Any],
                 balance: dict[str, Any] | None) -> dict[str, tuple[str, str]]:
     """Draw every plot this build has data for into OUT/plots; returns {name: (path relative to
     OUT, caption)} in the order the card shows them."""
@@ -65,32 +47,32 @@ def write_plots(out: Path, rows: list[dict[str, Any]], stats: dict[str, Any],
         old.unlink()
     drawn: dict[str, tuple[str, str]] = {}
 
-    def single(name: str, values: list[float], xlabel: str, caption: str, integer: bool = False) -> None:
+    def single(name: str, values: Sequence[float], xlabel: str, caption: str, integer: bool = False) -> None:
         if values:
             fig = Figure(figsize=(5, 3))
             _hist(fig.subplots(), values, xlabel, integer)
             drawn[name] = (_save(fig, folder, name), caption)
 
-    single("durations", _values(rows, lambda r: r.get("duration")), "source segment duration (s)",
+    single("durations", summary.series.get("duration", ()), "source segment duration (s)",
            "Duration of the source segment each clip was cut from.")
-    motion = {f: _values(rows, _filter_value("motion", f)) for f in ("mean", "peak")}
+    motion = {f: summary.series.get(f"motion.{f}", ()) for f in ("mean", "peak")}
     if motion["mean"]:
         fig = Figure(figsize=(8, 3))
         for ax, (field, values) in zip(fig.subplots(1, 2), motion.items()):
             _hist(ax, values, f"flow magnitude, {field} (px/frame)")
         drawn["motion"] = (_save(fig, folder, "motion"), "Optical-flow magnitude per clip (motion filter values).")
-    columns = sorted({c for r in rows for c, v in (r.get("scores") or {}).items() if isinstance(v, (int, float))})
+    columns = sorted(summary.scores)
     if columns:
         fig = Figure(figsize=(4 * min(3, len(columns)), 3 * -(-len(columns) // 3)))
         axes = np.atleast_1d(fig.subplots(-(-len(columns) // 3), min(3, len(columns)))).ravel()
         for ax, column in zip(axes, columns):
-            _hist(ax, _values(rows, lambda r, c=column: (r.get("scores") or {}).get(c)), column)
+            _hist(ax, summary.scores[column], column)
         for ax in axes[len(columns):]:
             ax.set_visible(False)
         drawn["scores"] = (_save(fig, folder, "scores"), "Source quality scores of the kept clips.")
-    single("persons", _values(rows, _person_count), "people (tracks) per clip",
+    single("persons", summary.series.get("persons", ()), "people (tracks) per clip",
            "People per clip from the person detector.", integer=True)
-    single("entities", _values(rows, lambda r: ((r.get("facts") or {}).get("seg") or {}).get("num_entities")),
+    single("entities", summary.series.get("entities", ()),
            "entities per clip", "Segmented entities per clip.", integer=True)
     drops = (stats.get("filters") or {}).get("total") or {}
     if drops:

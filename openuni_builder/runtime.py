@@ -263,7 +263,9 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
     counter, counter_handle = start_counter()
-    retries = {"max_retries": RAY_RETRIES}  # bounded: a poison clip is failed by crashes.py first
+    # Bounded: a poison clip is failed by crashes.py first. Passed as ray_remote_args, which Ray 2.60
+    # deprecates for 2.64 without a named retry parameter yet (the lock pins 2.60).
+    retries = {"max_retries": RAY_RETRIES}
     filters = parse_filters(cfg.filters)
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])

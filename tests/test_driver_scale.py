@@ -106,3 +106,22 @@ def test_a_clip_that_hangs_is_timed_out(tmp_path, ray_local):
     assert stats["run"]["written"] == 2 and stats["total"]["failed"] == 1
     failed = json.loads((tmp_path / "out" / "ledger" / "failed.jsonl").read_text().splitlines()[0])
     assert failed["video_id"] == "v2" and "timed out after 3s" in failed["reason"]
+
+
+def test_the_index_is_written_and_summarised_a_batch_at_a_time(tmp_path):
+    from openuni_builder.index_summary import IndexSummary
+    from openuni_builder.shards import write_index
+
+    rows = [{"key": f"k{i}", "shard": f"s{i // 3}.tar", "source": "koala36m" if i % 2 else "panda70m",
+             "bytes": 100 + i, "member_bytes": {"mp4": 10 * i, "json": 5}, "scores": {"clarity": i / 10},
+             "filters": {"motion": {"mean": 0.5 * i}}, "facts": {}, "duration": 3.0, "modalities": ["flow"]}
+            for i in range(7)]
+    totals = write_index(({**r} for r in rows), tmp_path / "index.parquet", batch=2)
+    assert totals == {"samples": 7, "shards": 3, "bytes": sum(100 + i for i in range(7))}
+    summary = IndexSummary.read(tmp_path / "index.parquet", batch=2)
+    assert summary.samples == 7 and summary.per_source == {"koala36m": 3, "panda70m": 4}
+    assert summary.mean_bytes("mp4") == 30 and list(summary.series["motion.mean"]) == [0.5 * i for i in range(7)]
+    assert list(summary.scores["clarity"]) == [i / 10 for i in range(7)]
+    from openuni_builder.balance import read_index
+
+    assert [r["key"] for r in read_index(tmp_path)] == [f"k{i}" for i in range(7)]  # readers see the same index
