@@ -26,13 +26,13 @@ def test_real_build_trains_and_exports(tmp_path, ray_local, tiny_cache):  # noqa
         "data": {"num_frames": 5, "height": 16, "width": 16, "batch_size": 2, "shuffle": 4, "modalities": ["flow"]},
         "train": {"steps": 4, "lr": 2e-3, "warmup": 1, "log_every": 1, "ckpt_every": 2, "ema_decay": 0.9}}))
     run = tmp_path / "run"
-    train.main(["--shards", str(out / "shards"), "--config", str(config), "--out", str(run), "--steps", "4"])
+    assert train.main(["--shards", str(out / "shards"), "--config", str(config), "--out", str(run), "--steps", "4"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(math.isfinite(r["loss"]) and "modality/flow" in r for r in rows)
 
     dest = tmp_path / "unityvideo"
-    export.main(["--format", "unityvideo", str(out), str(dest)])
+    assert export.main(["--format", "unityvideo", str(out), str(dest)]) == 0
     with open(dest / "raft.csv") as fh:
         entries = list(csv.DictReader(fh))
     assert len(entries) == 3 and set(entries[0]) == {"video", "prompt", "raft"}

@@ -183,8 +183,9 @@ def checkpoint(shards, model_cache, tmp_path_factory):
 
 @pytest.mark.parametrize("task", ["cond", "est", "joint"])
 def test_sample_cli_writes_side_by_side_videos(checkpoint, shards, tiny_cache, tmp_path, task):
-    paths = sample.main(["--checkpoint", str(checkpoint), "--task", task, "--shards", str(shards),
-                         "--count", "2", "--modality", "depth", "--steps", "3", "--out", str(tmp_path)])
+    paths = sample.write_samples(sample.parser().parse_args(
+        ["--checkpoint", str(checkpoint), "--task", task, "--shards", str(shards),
+         "--count", "2", "--modality", "depth", "--steps", "3", "--out", str(tmp_path)]))
     assert len(paths) == 2
     for path in paths:
         frames = decode_mp4(path.read_bytes())
@@ -193,8 +194,9 @@ def test_sample_cli_writes_side_by_side_videos(checkpoint, shards, tiny_cache, t
 
 
 def test_sample_from_a_caption_only(checkpoint, tiny_cache, tmp_path):
-    (path,) = sample.main(["--checkpoint", str(checkpoint), "--task", "rgb", "--caption", "a red square moving up",
-                           "--steps", "2", "--out", str(tmp_path)])
+    (path,) = sample.write_samples(sample.parser().parse_args(
+        ["--checkpoint", str(checkpoint), "--task", "rgb", "--caption", "a red square moving up",
+         "--steps", "2", "--out", str(tmp_path)]))
     assert decode_mp4(path.read_bytes()).shape == (5, 16, 16, 3)
 
 
@@ -210,7 +212,7 @@ def test_generate_keeps_the_given_stream(tiny_cache):
 
 def test_export_unityvideo_layout(shards, tmp_path):
     dest = tmp_path / "unity"
-    written = export.main(["--format", "unityvideo", str(shards.parent), str(dest)])
+    written = export.export_unityvideo(shards.parent, dest)
     assert set(written) == {"depth", "densepose", "raft", "segmentation", "skeleton"}
     for name, csv in written.items():
         table = pd.read_csv(csv)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -60,18 +61,23 @@ def export_unityvideo(build: str | Path, dest: str | Path, absolute: bool = Fals
     return written
 
 
-def main(argv: list[str] | None = None) -> dict[str, Path]:
+def main(argv: list[str] | None = None) -> int:
+    """The console script: exit 0 with the CSVs listed, or 2 with a one-line error."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--format", required=True, choices=["unityvideo"])
     ap.add_argument("build", help="build folder or URI OUT/ (or its shards/ folder)")
     ap.add_argument("dest", help="destination folder")
     ap.add_argument("--absolute", action="store_true", help="write absolute paths in the CSVs")
     args = ap.parse_args(argv)
-    written = export_unityvideo(args.build, args.dest, args.absolute)
+    try:
+        written = export_unityvideo(args.build, args.dest, args.absolute)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"openuni-export: error: {exc}", file=sys.stderr)
+        return 2
     for name, path in written.items():
         print(f"{name}: {path} ({len(pd.read_csv(path))} rows)")
-    return written
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,6 +8,7 @@ result is written as one mp4 with RGB on the left and the modality's Pixelplanes
 from __future__ import annotations
 
 import argparse
+import sys
 from itertools import islice
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def sample(run: Run, task: str, batch: dict, steps: int = 25, seed: int = 0, use
     return run.latent.decode(rgb.float()), None if mod is None else run.latent.decode(mod.float())
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--task", required=True, choices=TASKS)
@@ -70,8 +71,21 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     ap.add_argument("--out", default="samples")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: exit 0 with the written paths printed, or 2 with a one-line error."""
+    try:
+        write_samples(parser().parse_args(argv))
+    except (FileNotFoundError, ValueError, IndexError, KeyError) as exc:
+        print(f"openuni-sample: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_samples(args: argparse.Namespace) -> list[Path]:
+    """Generate and write one mp4 per sample; returns their paths."""
     run = load_run(args.checkpoint, args.device)
     cfg = run.cfg.data
     if args.shards:
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                  "rgb": torch.zeros(args.count, 3, cfg.num_frames, cfg.height, cfg.width),
                  "modality": torch.full((args.count,), MODALITIES.index(args.modality or "depth"))}
     else:
-        raise SystemExit(f"--task {args.task} needs --shards (the given stream comes from a sample)")
+        raise ValueError(f"--task {args.task} needs --shards (the given stream comes from a sample)")
 
     rgb, mod = sample(run, args.task, batch, args.steps, args.seed, not args.no_ema)
     if args.task == "cond":
@@ -111,4 +125,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,7 @@ same --out resumes from it. Losses per task and per modality go to OUT/metrics.j
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import json
 import random
@@ -218,7 +219,8 @@ def train(cfg: Config, shards: str | Path | list[str], out: str | Path, device: 
     return run
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """The console script: exit 0 once trained, or 2 with a one-line error."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", required=True, nargs="+", help="shard folder (OUT/shards), or tar files")
     ap.add_argument("--config", default="tiny", help="YAML config path or bundled name (tiny, small)")
@@ -226,12 +228,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
-    cfg = Config.load(args.config)
-    if args.steps is not None:
-        cfg.train.steps = args.steps
     shards = args.shards[0] if len(args.shards) == 1 else args.shards
-    train(cfg, shards, args.out, args.device)
+    try:
+        cfg = Config.load(args.config)
+        if args.steps is not None:
+            cfg.train.steps = args.steps
+        train(cfg, shards, args.out, args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"openuni-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
