@@ -38,7 +38,7 @@ def write_koala_csv(path: Path, rows: int) -> None:
         fh.write("videoID,url,timestamp,caption,clarity_score,aesthetic_score,motion_score,"
                  "video_training_suitability_score\n")
         for i in range(rows):
-            video, clip = f"yt{i // 20:09d}x", i % 20
+            video, clip = f"y{i // 20:09d}x", i % 20  # an 11-character YouTube-style id
             start = clip * 6.5
             fh.write(f'{video}_{clip},https://www.youtube.com/watch?v={video},"[\'0:{int(start // 60):02d}:'
                      f'{start % 60:06.3f}\', \'0:{int((start + 6) // 60):02d}:{(start + 6) % 60:06.3f}\']",'
@@ -52,7 +52,7 @@ def write_done(path: Path, rows: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         for i in range(rows):
-            req = ClipRequest(source="koala36m", video_id=f"yt{i // 20:09d}x", path="x", start=(i % 20) * 6.5,
+            req = ClipRequest(source="koala36m", video_id=f"y{i // 20:09d}x", path="x", start=(i % 20) * 6.5,
                               end=(i % 20) * 6.5 + 6, clip_index=i % 20)
             fh.write(json.dumps({"key": req.key, "shard": f"openuni-{i // 256:016x}.tar", "source": "koala36m",
                                  "bytes": 4_000_000, "member_bytes": {"mp4": 100_000}, "scores": {"a": 0.5},

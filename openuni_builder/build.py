@@ -39,6 +39,7 @@ from openuni_builder.location import StorageOptions, location
 from openuni_builder.shards import recover, write_index
 from openuni_builder.clip import ClipRequest
 from openuni_builder.sources import SourceContext, get_source
+from openuni_builder.sources.base import BadRow
 from openuni_builder.staging import pull, push
 from pipelines import resolve
 
@@ -97,7 +98,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
         log.info("recovered %d samples from shards a killed run committed", recovered)
     prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
     listing = Listing(islice(get_source(opts.source).requests(ctx), opts.limit), ledger.done_keys(),
-                      ledger.filtered(prints), ledger.failed(), opts.retry_failed)
+                      ledger.filtered(prints), ledger.failed(), opts.retry_failed, ledger)
     todo = listing.todo()
     first = next(todo, None)
 
@@ -139,6 +140,8 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
                 ray.shutdown()
     else:
         log.info(listing.summary())
+    if listing.bad_rows:
+        run_failures["listing"] += listing.bad_rows
     stats = _finish(out, target, cfg, opts, ledger, skipped, started, listing.listed, listing.duplicates,
                     listing.todo_count, written, received, run_failures, run_drops, stage_throughput(timings),
                     {stage: dict(c) for stage, c in nodes.items()})
@@ -151,16 +154,22 @@ class Listing:
     into what earlier runs finished, filtered or failed and what is left to do. It holds the keys
     it has seen, never the requests, so listing 36M rows costs a key set, not 36M objects."""
 
-    def __init__(self, requests: Iterable[ClipRequest], done: Collection[str], filtered: Collection[str],
-                 failed: Collection[str], retry_failed: bool) -> None:
+    def __init__(self, requests: Iterable[ClipRequest | BadRow], done: Collection[str], filtered: Collection[str],
+                 failed: Collection[str], retry_failed: bool, ledger: Ledger | None = None) -> None:
         self.requests, self.done, self.filtered, self.failed = requests, done, filtered, failed
-        self.retry_failed = retry_failed
-        self.listed = self.duplicates = self.todo_count = 0
+        self.retry_failed, self.ledger = retry_failed, ledger
+        self.listed = self.duplicates = self.todo_count = self.bad_rows = 0
         self.counts: Counter[str] = Counter()
 
     def todo(self) -> Iterator[ClipRequest]:
         seen: set[str] = set()
         for req in self.requests:
+            if isinstance(req, BadRow):  # ledgered once (stage `listing`), and the listing goes on
+                self.bad_rows += 1
+                if self.ledger is not None and req.key not in self.failed:
+                    self.ledger.mark_failed(req.key, "listing", req.reason, source=req.source, row=req.row,
+                                            column=req.column)
+                continue
             if req.key in seen:
                 self.duplicates += 1
                 continue
@@ -174,7 +183,8 @@ class Listing:
                 yield req
 
     def summary(self) -> str:
-        return (f"{self.listed} clips listed, {self.counts['done']} already done, {self.counts['filtered']} "
+        return (f"{self.listed} clips listed ({self.bad_rows} metadata rows unusable: ledger/failed.jsonl, "
+                f"stage listing), {self.counts['done']} already done, {self.counts['filtered']} "
                 f"filtered before, {self.counts['failed']} failed before"
                 f"{' (retrying)' if self.retry_failed else ' (skipped; --retry-failed retries them)'}, "
                 f"{self.todo_count} to process")

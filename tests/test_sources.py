@@ -33,18 +33,18 @@ def test_koala36m_rows_become_clips_with_scores(tmp_path, fmt):
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "abcDEF123_x.mp4").write_bytes(b"x")
     rows = pd.DataFrame({
-        "videoID": ["abcDEF123_x_3", "zzz_0"], "url": ["https://y/abcDEF123_x", "https://y/zzz"],
+        "videoID": ["abcDEF123_x_3", "zzzzzzzzzzz_0"], "url": ["https://y/abcDEF123_x", "https://y/zzzzzzzzzzz"],
         "timestamp": ["['0:00:01.500', '0:00:04.000']", "['0:01:00.000', '0:01:05.250']"],
         "caption": ["a dog runs", "a car"], "clarity_score": [0.9, 0.4], "aesthetic_score": [5.1, 4.0],
         "motion_score": [3.0, 1.0], "video_training_suitability_score": [0.8, 0.2]})
     meta = tmp_path / f"koala.{fmt}"
     rows.to_csv(meta, index=False) if fmt == "csv" else rows.to_parquet(meta)
     reqs = list(get_source("koala36m").requests(ctx(tmp_path, meta, tmp_path / "videos")))
-    assert [r.video_id for r in reqs] == ["abcDEF123_x", "zzz"]
+    assert [r.video_id for r in reqs] == ["abcDEF123_x", "zzzzzzzzzzz"]
     assert [r.clip_index for r in reqs] == [3, 0]
     assert (reqs[0].start, reqs[0].end) == (1.5, 4.0) and reqs[1].end == pytest.approx(65.25)
     assert reqs[0].path.endswith("videos/abcDEF123_x.mp4")
-    assert reqs[1].path.endswith("videos/zzz.mp4")  # expected path; decode will report it missing
+    assert reqs[1].path.endswith("videos/zzzzzzzzzzz.mp4")  # expected path; decode will report it missing
     assert reqs[0].scores == {"clarity_score": 0.9, "aesthetic_score": 5.1, "motion_score": 3.0,
                               "video_training_suitability_score": 0.8}
     assert reqs[0].caption == "a dog runs" and all(KEY_RE.match(r.key) for r in reqs)
@@ -59,7 +59,7 @@ def test_koala36m_without_input_offline_says_what_to_pass(tmp_path, monkeypatch)
 def test_panda70m_expands_per_clip_lists(tmp_path):
     meta = tmp_path / "panda.csv"
     pd.DataFrame({
-        "videoID": ["vid1"], "url": ["https://y/vid1"],
+        "videoID": ["vid1vid1vid"], "url": ["https://y/vid1vid1vid"],
         "timestamp": ["[['0:00:00.000', '0:00:03.000'], ['0:01:20.880', '0:01:23.983']]"],
         "caption": ["['first clip', 'second clip']"], "matching_score": ["[0.41, 0.37]"],
         "desirable_filtering": ["['desirable', 'static_filtering']"],
@@ -76,10 +76,10 @@ def test_panda70m_expands_per_clip_lists(tmp_path):
 
 def test_panda70m_rejects_mismatched_lists_and_missing_input(tmp_path):
     meta = tmp_path / "panda.csv"
-    pd.DataFrame({"videoID": ["v"], "url": ["u"], "timestamp": ["[['0:00:00.0', '0:00:03.0']]"],
+    pd.DataFrame({"videoID": ["vvvvvvvvvvv"], "url": ["u"], "timestamp": ["[['0:00:00.0', '0:00:03.0']]"],
                   "caption": ["['a', 'b']"]}).to_csv(meta, index=False)
-    with pytest.raises(SourceError, match="2 entries for 1 clips"):
-        list(get_source("panda70m").requests(ctx(tmp_path, meta)))
+    (bad,) = list(get_source("panda70m").requests(ctx(tmp_path, meta)))  # a row to ledger, not a stop
+    assert bad.row == 1 and bad.column == "caption" and "2 entries for 1 clips" in bad.reason
     with pytest.raises(SourceError, match="--input"):
         list(get_source("panda70m").requests(ctx(tmp_path, None)))
 
@@ -102,8 +102,8 @@ def test_manifest_jsonl_relative_paths_scores_and_safe_keys(tmp_path):
 def test_manifest_needs_a_path_column(tmp_path):
     meta = tmp_path / "bad.csv"
     meta.write_text("caption\nhello\n")
-    with pytest.raises(SourceError, match="neither `path` nor `url`"):
-        list(get_source("manifest").requests(ctx(tmp_path, meta)))
+    (bad,) = list(get_source("manifest").requests(ctx(tmp_path, meta)))
+    assert bad.column == "path" and "neither `path` nor `url`" in bad.reason
 
 
 def test_folder_splits_videos_into_shots(tmp_path):
@@ -155,13 +155,13 @@ def test_download_is_opt_in_and_a_failed_fetch_names_its_reason(tmp_path, monkey
     from openuni_builder.video_io import BadVideo
 
     meta = tmp_path / "koala.csv"
-    pd.DataFrame({"videoID": ["abc_0"], "url": ["https://www.youtube.com/watch?v=abc"],
+    pd.DataFrame({"videoID": ["abcabcabcab_0"], "url": ["https://www.youtube.com/watch?v=abcabcabcab"],
                   "timestamp": ["['0:00:00.0', '0:00:03.0']"], "caption": ["c"]}).to_csv(meta, index=False)
     plain = next(get_source("koala36m").requests(ctx(tmp_path, meta, tmp_path)))
     assert "download_url" not in plain.extra
     opted = SourceContext(input=meta, work_dir=tmp_path, spec=SPEC, video_root=tmp_path, download=True)
     req = next(get_source("koala36m").requests(opted))
-    assert req.extra["download_url"] == "https://www.youtube.com/watch?v=abc"
+    assert req.extra["download_url"] == "https://www.youtube.com/watch?v=abcabcabcab"
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name == "yt_dlp" else real_import(name, *a, **k))

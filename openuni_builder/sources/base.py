@@ -7,10 +7,12 @@ are found by the decode stage and land in the ledger with their reason.
 from __future__ import annotations
 
 import ast
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import pandas as pd
 from upath import UPath
@@ -22,8 +24,60 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
 
 class SourceError(ValueError):
-    """Metadata that cannot be read at all (as opposed to one bad row, which becomes a request
-    whose decode fails with a reason)."""
+    """Metadata that cannot be read at all (as opposed to one bad row, which becomes a `BadRow`)."""
+
+
+class FieldError(SourceError):
+    """One field of one row is wrong; `column` names it."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A metadata row that yields no clip: which row (1-based, header not counted), which column
+    when known, and why. The build ledgers it at stage `listing` and lists the other rows."""
+
+    source: str
+    row: int
+    reason: str
+    column: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}-row{self.row}"
+
+
+#: YouTube video ids (Koala-36M, Panda-70M): 11 characters; nothing that could name another path.
+YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
+
+
+def youtube_id(value: str, column: str = "videoID") -> str:
+    if not YOUTUBE_ID.fullmatch(value):
+        raise FieldError(column, f"{column} {value[:80]!r} is not a YouTube video id (11 characters of A-Z a-z 0-9 _ -)")
+    return value
+
+
+def rows_or_bad(source: str, rows: Iterable[dict[str, Any]],
+                parse: Callable[[dict[str, Any]], list[ClipRequest]]) -> Iterator[ClipRequest | BadRow]:
+    """Every row through `parse`; a row it cannot parse (a malformed literal, a missing column, a
+    NaN where a number belongs, ...) becomes a BadRow and the listing goes on."""
+    for number, row in enumerate(rows, start=1):
+        if UNREADABLE in row:
+            yield BadRow(source, number, row[UNREADABLE])
+            continue
+        try:
+            clips = parse(row)
+        except FieldError as exc:
+            yield BadRow(source, number, str(exc), exc.column)
+            continue
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+            column = exc.args[0] if isinstance(exc, KeyError) and exc.args else None
+            yield BadRow(source, number, f"{type(exc).__name__}: {exc}", str(column) if column else None)
+            continue
+        yield from clips
 
 
 @dataclass(frozen=True)
@@ -77,6 +131,9 @@ def read_table(path: Path | UPath) -> Iterator[dict[str, Any]]:
         raise SourceError(f"unsupported metadata format {suffix!r} ({path}); use csv, tsv, parquet or jsonl")
     try:
         with path.open("rb") as fh:
+            if suffix == ".jsonl":  # line by line: a malformed line is one bad row, big ints stay exact
+                yield from _jsonl_rows(fh)
+                return
             for frame in _batches(fh, suffix):
                 for row in frame.to_dict(orient="records"):
                     yield {k: _clean(v) for k, v in row.items()}
@@ -87,7 +144,7 @@ def read_table(path: Path | UPath) -> Iterator[dict[str, Any]]:
 
 
 def _batches(fh, suffix: str) -> Iterator[pd.DataFrame]:
-    """DataFrames of at most BATCH_ROWS rows. CSV batches come from pandas' chunked reader, whose
+    """DataFrames of at most BATCH_ROWS rows (CSV, TSV, parquet). CSV batches come from pandas' chunked reader, whose
     column types are inferred per batch (a stray value in row 30M changes that batch only, where a
     schema fixed from the first block would stop the whole read)."""
     if suffix == ".parquet":
@@ -95,10 +152,24 @@ def _batches(fh, suffix: str) -> Iterator[pd.DataFrame]:
 
         for batch in pq.ParquetFile(fh).iter_batches(batch_size=BATCH_ROWS):
             yield batch.to_pandas()
-    elif suffix == ".jsonl":
-        yield from pd.read_json(fh, lines=True, precise_float=True, chunksize=BATCH_ROWS)
     else:
         yield from pd.read_csv(fh, sep="\t" if suffix == ".tsv" else ",", chunksize=BATCH_ROWS)
+
+
+#: The key of a row that could not be read at all (a JSON line cut short, say): rows_or_bad makes it a BadRow.
+UNREADABLE = "__unreadable__"
+
+
+def _jsonl_rows(fh) -> Iterator[dict[str, Any]]:
+    for line in fh:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield {UNREADABLE: f"not a JSON object: {exc}"}
+            continue
+        yield {k: _clean(v) for k, v in row.items()} if isinstance(row, dict) else {UNREADABLE: "not a JSON object"}
 
 
 def _clean(value: Any) -> Any:
