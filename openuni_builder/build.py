@@ -34,7 +34,7 @@ from openuni_builder.filters import parse_filters, schedule
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
                                     requests_dataset, resolve_stages, run_stages, stage_throughput)
-from openuni_builder.screening import kept_hashes, prefilter, record_rejected
+from openuni_builder.screening import fingerprints, kept_hashes, prefilter, record_rejected
 from openuni_builder.location import StorageOptions, location
 from openuni_builder.shards import recover, write_index
 from openuni_builder.clip import ClipRequest
@@ -96,7 +96,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     recovered = recover(target / "shards", ledger)
     if recovered:
         log.info("recovered %d samples from shards a killed run committed", recovered)
-    prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+    prints = fingerprints(cfg)
     listing = Listing(islice(get_source(opts.source).requests(ctx), opts.limit), ledger.done_keys(),
                       ledger.filtered(prints), ledger.failed(), opts.retry_failed, ledger)
     todo = listing.todo()
@@ -268,7 +268,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
             nodes: dict[str, dict[str, int]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
     failed = ledger.failed()
-    filtered = ledger.filtered({f.name: f.fingerprint for f in filters})
+    filtered = ledger.filtered(fingerprints(cfg))
     totals = write_index(ledger.iter_done(), out / "index.parquet")
     wall = time.time() - started
     stats = {

@@ -13,11 +13,15 @@ from openuni_builder.config import BuildConfig
 from openuni_builder.filters import NearDuplicateFilter, in_phase, parse_filters, run_filters
 from openuni_builder.ledger import Ledger
 from openuni_builder.shards import rejection
+from openuni_builder.video_io import TOO_SHORT
 
 
 def fingerprints(cfg: BuildConfig) -> dict[str, str]:
-    """Filter name -> fingerprint of its settings, for every configured filter."""
-    return {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+    """Filter name -> fingerprint of its settings, for every configured filter, plus the built-in
+    `too_short` drop, whose setting is the clip spec (a longer spec gives short clips another look)."""
+    prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+    prints[TOO_SHORT] = f"{cfg.spec.num_frames}@{cfg.spec.fps:g}"
+    return prints
 
 
 def record_rejected(ledger: Ledger, record: Clip | dict[str, Any], prints: dict[str, str]) -> tuple[str, str]:
@@ -37,7 +41,7 @@ def prefilter(requests: Iterable[ClipRequest], cfg: BuildConfig, ledger: Ledger)
     """Requests that pass the listing filters, streamed, plus the drops by filter recorded on the
     way (written to the ledger; the counter fills as the requests are consumed)."""
     filters = parse_filters(cfg.filters)
-    prints = {f.name: f.fingerprint for f in filters}
+    prints = fingerprints(cfg)
     drops: Counter = Counter()
     listing = in_phase(filters, "listing")
 

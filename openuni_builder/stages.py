@@ -26,7 +26,7 @@ from openuni_builder.filters import Filter, HashIndex, run_filters
 from openuni_builder.location import StorageOptions, local_file
 from openuni_builder.models import CACHE_ENV
 from openuni_builder.shards import node_id
-from openuni_builder.video_io import BadVideo, cut_clip, encode_mp4
+from openuni_builder.video_io import TOO_SHORT, BadVideo, TooShort, cut_clip, encode_mp4
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -69,6 +69,8 @@ def _decode(clip: Clip, filters: tuple[Filter, ...], options: StorageOptions | N
                 clip.request = req
     except FileNotFoundError as exc:  # a URI that names no object
         clip.fail("decode", f"file not found: {req.path} ({exc})")
+    except TooShort as exc:
+        clip.drop(TOO_SHORT, str(exc), {"duration": exc.duration, "needs": exc.needed})
     except BadVideo as exc:
         clip.fail("decode", str(exc))
     except Exception as exc:  # a decoder crash on one file must not stop the stage

@@ -24,6 +24,19 @@ class BadVideo(ValueError):
     """A video or time range that cannot give a clip; the message is the ledger reason."""
 
 
+#: The filter name a too-short segment is dropped under (ledger/filtered.jsonl).
+TOO_SHORT = "too_short"
+
+
+class TooShort(BadVideo):
+    """A whole, readable segment shorter than the clip spec: a property of the data, recorded as
+    a drop (filter `too_short`), not a failure for --retry-failed to retry forever."""
+
+    def __init__(self, message: str, duration: float, needed: float) -> None:
+        super().__init__(message)
+        self.duration, self.needed = duration, needed
+
+
 @dataclass(frozen=True)
 class VideoEncoding:
     """How a video member is stored. `pix_fmt` yuv420p is the normal RGB clip; yuv444p keeps
@@ -84,8 +97,9 @@ def cut_clip(path: str | Path, spec: ClipSpec, start: float | None = None,
         seg_end = min(seg_end, duration) if duration else seg_end
         slack = 0.5 / src_fps if src_fps else 0.0
         if seg_end - seg_start + slack < spec.duration:
-            raise BadVideo(f"segment is {seg_end - seg_start:.3f}s but the spec needs {spec.duration:.3f}s "
-                           f"({spec.num_frames} frames at {spec.fps:g} fps)")
+            raise TooShort(f"segment is {seg_end - seg_start:.3f}s but the spec needs {spec.duration:.3f}s "
+                           f"({spec.num_frames} frames at {spec.fps:g} fps)", round(seg_end - seg_start, 4),
+                           round(spec.duration, 4))
         window = seg_start + max(0.0, (seg_end - seg_start - spec.duration) / 2)
         targets = window + np.arange(spec.num_frames) / spec.fps
         frames, used = _decode_at(container, stream, targets, spec, slack)

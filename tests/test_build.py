@@ -69,13 +69,17 @@ def test_build_writes_webdataset_shards_index_stats_and_ledger(tmp_path, ray_loc
     index = pd.read_parquet(out / "index.parquet")
     assert sorted(index["key"]) == sorted(s["__key__"] for s in samples)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["total"]["samples"] == 3 and stats["total"]["failed"] == 7
+    assert stats["total"]["samples"] == 3 and stats["total"]["failed"] == 6
     failed = [json.loads(line) for line in (out / "ledger" / "failed.jsonl").read_text().splitlines()]
     reasons = " | ".join(f["reason"] for f in failed)
     for expected in ["file not found", "empty (0 bytes)", "not a readable video", "no video stream",
-                     "segment is", "reversed", "beyond the video's end"]:
+                     "reversed", "beyond the video's end"]:
         assert expected in reasons
-    assert "7 failed this run" in capsys.readouterr().out
+    # A too-short segment is a property of the data: dropped with its values, not failed.
+    (short,) = [json.loads(line) for line in (out / "ledger" / "filtered.jsonl").read_text().splitlines()]
+    assert short["filter"] == "too_short" and "segment is" in short["reason"]
+    assert short["values"]["duration"] < short["values"]["needs"] and stats["filters"]["total"] == {"too_short": 1}
+    assert "6 failed this run" in capsys.readouterr().out
 
 
 def test_rerun_resumes_and_retry_failed_only_retries_failures(tmp_path, ray_local):
@@ -90,7 +94,8 @@ def test_rerun_resumes_and_retry_failed_only_retries_failures(tmp_path, ray_loca
     keys = [s["__key__"] for s in samples]
     assert len(keys) == len(set(keys)) == 4
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert stats["total"]["failed"] == 6 and stats["run"]["processed"] == 7
+    # the too-short clip is a drop, not a failure: --retry-failed leaves it alone
+    assert stats["total"]["failed"] == 5 and stats["run"]["processed"] == 6
 
 
 def test_strict_exits_nonzero_on_failures(tmp_path, ray_local):

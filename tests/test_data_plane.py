@@ -15,7 +15,7 @@ from openuni_builder.build import BuildOptions, build
 from openuni_builder.location import location, shard_files, webdataset_reads_uris
 from tests import s3_server
 from tests.conftest import numbered_frames, tiny_config
-from openuni_builder.video_io import encode_mp4
+from openuni_builder.video_io import decode_mp4, encode_mp4
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +46,19 @@ def members_by_key(shards: list[str]) -> dict[str, dict[str, bytes]]:
             for s in wds.WebDataset(shards, shardshuffle=False)}
 
 
+def assert_same_samples(a: dict[str, dict[str, bytes]], b: dict[str, dict[str, bytes]]) -> None:
+    """Same keys, same members, the same bytes; a modality video may differ in its bitstream only
+    (one CI run under load gave another x264 bitstream), never in a decoded pixel."""
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert sorted(a[key]) == sorted(b[key]), key
+        for member, data in a[key].items():
+            if member.endswith(".mp4") and member != "mp4" and data != b[key][member]:
+                assert (decode_mp4(data) == decode_mp4(b[key][member])).all(), (key, member)
+            else:
+                assert data == b[key][member], (key, member)
+
+
 def test_build_to_s3_from_s3_videos_matches_the_local_build(tmp_path, ray_local, s3, monkeypatch):
     monkeypatch.setenv("OPENUNI_STAGING", str(tmp_path / "staging"))
     manifest = s3_manifest(s3, "inputs")
@@ -63,7 +76,7 @@ def test_build_to_s3_from_s3_videos_matches_the_local_build(tmp_path, ray_local,
     webdataset_reads_uris(s3.options)
     remote_shards = shard_files(f"{target}/shards", s3.options)
     assert remote_shards and all(u.startswith("s3://") for u in remote_shards)
-    assert members_by_key(remote_shards) == members_by_key(shard_files(tmp_path / "local" / "shards"))
+    assert_same_samples(members_by_key(remote_shards), members_by_key(shard_files(tmp_path / "local" / "shards")))
 
     # Nothing landed in a local folder named after the URI, and the driver's files were pushed.
     assert not Path("s3:").exists()

@@ -22,9 +22,10 @@ from tests.test_cluster import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# Two 2-CPU nodes and flow actors of 1.5 CPU: one actor fits a node, so a pool of two spans both.
+# Each node has one logical GPU and the flow actors ask for a whole one (DIS runs on the CPU all the
+# same): one actor per node, whatever the CPU stages' tasks hold, so a pool of two spans both nodes.
 CONFIG = ("name: two-nodes\nclip: {num_frames: 9, fps: 8.0, height: 32, width: 48}\n"
-          "annotators:\n  flow: {backend: dis, resources: {num_cpus: 1.5, concurrency: 2, batch_size: 1}}\n"
+          "annotators:\n  flow: {backend: dis, resources: {num_cpus: 0.5, num_gpus: 1, concurrency: 2, batch_size: 1}}\n"
           "shards: {max_samples: 1}\n"
           "stages:\n  decode: {num_cpus: 0.25, concurrency: 2}\n  encode: {num_cpus: 0.25, concurrency: 2}\n")
 
@@ -32,7 +33,7 @@ CONFIG = ("name: two-nodes\nclip: {num_frames: 9, fps: 8.0, height: 32, width: 4
 def ray_start(*args: str, env: dict, worker: bool = False) -> None:
     """`ray start`; a worker node through tests/ray_worker_node.py, which keeps it on loopback."""
     command = [sys.executable, str(ROOT / "tests" / "ray_worker_node.py")] if worker else [str(BIN / "ray"), "start"]
-    subprocess.run([*command, "--node-ip-address=127.0.0.1", "--num-cpus=2", *args],
+    subprocess.run([*command, "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=1", *args],
                    env=env, check=True, capture_output=True, timeout=120)
 
 
@@ -91,11 +92,11 @@ def clips(tmp_path: Path, n: int) -> None:
 
 def test_actors_and_shard_writers_run_on_both_nodes(tmp_path, two_nodes):
     address, env, _ = two_nodes
-    clips(tmp_path, 8)
+    clips(tmp_path, 12)
     done = build(tmp_path, address, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert stats["run"]["written"] == 8
+    assert stats["run"]["written"] == 12
     assert len(stats["run"]["nodes"]["flow"]) == 2, stats["run"]["nodes"]  # one flow actor per node
     assert len(stats["run"]["nodes"]["write"]) == 2, stats["run"]["nodes"]  # shards written on both
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "out" / "shards").glob("*.manifest.json")]
