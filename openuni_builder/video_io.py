@@ -102,15 +102,15 @@ def cut_clip(path: str | Path, spec: ClipSpec, start: float | None = None,
                            round(spec.duration, 4))
         window = seg_start + max(0.0, (seg_end - seg_start - spec.duration) / 2)
         targets = window + np.arange(spec.num_frames) / spec.fps
-        frames, used = _decode_at(container, stream, targets, spec, slack)
+        frames, used = _decode_at(container, stream, targets, spec, slack, duration)
     info = {"src_fps": src_fps, "src_duration": duration, "src_width": stream.codec_context.width,
             "src_height": stream.codec_context.height, "window_start": float(window),
             "frame_times": [round(t, 6) for t in used]}
     return frames, info
 
 
-def _decode_at(container, stream, targets: np.ndarray, spec: ClipSpec,
-               slack: float) -> tuple[np.ndarray, list[float]]:
+def _decode_at(container, stream, targets: np.ndarray, spec: ClipSpec, slack: float,
+               duration: float = 0.0) -> tuple[np.ndarray, list[float]]:
     """Stream-decode and pick, for each target time, the last frame shown at or before it.
 
     Only picked frames are converted and resized; one decoded frame (the candidate) is held.
@@ -150,6 +150,10 @@ def _decode_at(container, stream, targets: np.ndarray, spec: ClipSpec,
     while k < len(targets) and cand is not None and targets[k] <= cand_t + max(2 * slack, 1e-3) + eps:
         emit()
     if k < len(targets):
+        stopped = cand_t if cand_t is not None else 0.0
+        if duration and stopped < duration - 4 * slack - 0.05:  # the container promised more
+            raise BadVideo(f"file truncated: decoded frames stop at {stopped:.2f}s of the {duration:.2f}s "
+                           "the container declares")
         raise BadVideo(f"video has too few frames: got {k} of {len(targets)} needed "
                        f"(last decoded frame at {cand_t if cand_t is not None else 'none'}s)")
     return out, used
@@ -205,14 +209,20 @@ def _open(path: str | Path):
     try:
         return av.open(str(p))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise BadVideo(f"not a readable video file ({type(exc).__name__}: {exc})") from exc
+        # An mp4 cut short loses its index (moov) when that comes last, as FFmpeg writes it.
+        raise BadVideo(f"not a readable video file: corrupt or truncated ({type(exc).__name__}: {exc})") from exc
 
 
 def _video_stream(container, path) -> "av.video.stream.VideoStream":
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise BadVideo(f"no video stream in {Path(path).name} (streams: {', '.join(kinds)})")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        # FFmpeg opens a JPEG or PNG (whatever its name says) as a one-frame "video" without
+        # timestamps, which used to surface as "time range is empty": say what it is.
+        raise BadVideo(f"no video stream in {Path(path).name}: a still image ({stream.codec_context.name})")
+    return stream
 
 
 def _stream_duration(container, stream) -> float:

@@ -11,7 +11,7 @@ import pytest
 from openuni_builder.clip import ClipSpec
 from openuni_builder.video_io import (BadVideo, cut_clip, decode_mp4, encode_mp4, probe,
                                       resize_crop)
-from tests.conftest import numbered_frames, write_audio_only, write_video
+from tests.conftest import TINY_SPEC, numbered_frames, write_audio_only, write_video
 
 
 def reference_frames(path: Path) -> tuple[np.ndarray, list[float]]:
@@ -88,3 +88,35 @@ def test_bad_inputs_raise_badvideo_with_a_reason(tmp_path, make, start, end, rea
     with pytest.raises(BadVideo) as err:
         cut_clip(path, SPEC, start, end)
     assert re.search(reason, str(err.value)), str(err.value)
+
+
+def _faststart_truncated(tmp: Path) -> Path:
+    """An mp4 with its index first (moov before mdat, as streaming sites serve them), cut in the
+    middle of its frames: it opens, declares 2.4 s and decodes only part of them."""
+    import av
+
+    path = tmp / "fast.mp4"
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in numbered_frames(60):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    data = path.read_bytes()
+    (tmp / "cut.mp4").write_bytes(data[: len(data) * 2 // 3])
+    return tmp / "cut.mp4"
+
+
+def test_reasons_say_what_is_wrong(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(numbered_frames(1)[0]).save(tmp_path / "photo.jpg")
+    (tmp_path / "photo.mp4").write_bytes((tmp_path / "photo.jpg").read_bytes())  # a JPEG renamed .mp4
+    with pytest.raises(BadVideo, match="a still image"):
+        cut_clip(tmp_path / "photo.mp4", TINY_SPEC)
+    with pytest.raises(BadVideo, match=r"file truncated: decoded frames stop at [\d.]+s of the 2.40s"):
+        cut_clip(_faststart_truncated(tmp_path), ClipSpec(num_frames=33, fps=16.0, height=32, width=48))
+    full = write_video(tmp_path / "full.mp4", numbered_frames(60), 25.0).read_bytes()
+    (tmp_path / "end.mp4").write_bytes(full[: len(full) // 2])  # index last: cut off with the tail
+    with pytest.raises(BadVideo, match="corrupt or truncated"):
+        cut_clip(tmp_path / "end.mp4", TINY_SPEC)
