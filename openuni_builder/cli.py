@@ -12,7 +12,8 @@ from openuni_builder.config import ConfigError
 from openuni_builder.location import location
 from openuni_builder.runtime import PlanError
 from openuni_builder.sources import SOURCES, SourceError
-from openuni_builder.staging import driver_dir
+from openuni_builder.staging import driver_dir, pull, push
+from openuni_builder.verify import repair, verify
 
 DRY_RUN_LIMIT = 4
 
@@ -73,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--object-store-gb", type=float,
                    help="object store size of the embedded local Ray in GiB (default: Ray's, 30%% of RAM); "
                         "in-flight clips stay within half of it, so it bounds the build's memory")
+    p.add_argument("--verify", action="store_true",
+                   help="check every shard of OUT against its manifest (members, sizes, sha256) and report the "
+                        "damaged ones; exit 1 if any is (nothing is built)")
+    p.add_argument("--repair", action="store_true",
+                   help="with --verify: delete the damaged shards and forget their clips, so rerunning the build "
+                        "command remakes exactly those clips")
     p.add_argument("--retry-failed", action="store_true", help="retry clips the ledger lists as failed")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any clip failed")
     p.add_argument("--require-all", action="store_true",
@@ -94,8 +101,29 @@ def _storage_options(text: str) -> dict:
     return value
 
 
+def verify_main(args: argparse.Namespace) -> int:
+    """--verify [--repair]: exit 0 when every shard matches its manifest, else 1."""
+    target = location(args.shards, args.storage_options)
+    out = pull(target)
+    verdicts = verify(target / "shards")
+    broken = [v for v in verdicts if not v.ok]
+    for v in broken:
+        print(f"damaged: {v.shard}: {'; '.join(v.problems[:3])}" + (" ..." if len(v.problems) > 3 else ""))
+    print(f"openuni-build: {len(verdicts)} shards verified, {len(broken)} damaged")
+    if broken and args.repair:
+        count = repair(out, target / "shards", broken)
+        push(out, target)
+        print(f"  repaired: {len(broken)} shards removed; {count} clips will be remade by the next run of the build")
+    return 1 if broken else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.repair and not args.verify:
+        print("openuni-build: error: --repair goes with --verify", file=sys.stderr)
+        return 2
+    if args.verify:
+        return verify_main(args)
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if not args.plan:  # a plan writes nothing; a build also logs to build.log (OUT's, or its staging folder's)
         log_dir = driver_dir(location(args.shards, args.storage_options))
