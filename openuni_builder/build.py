@@ -106,6 +106,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     run_drops: Counter[str] = Counter()
     timings: dict[str, list[tuple[float, float]]] = {}
     nodes: dict[str, Counter[str]] = {}  # stage -> clips per Ray node (its id's first 12 hex digits)
+    graph: dict[str, Any] = {}  # what run_stages reports at the end: actors started per node
     written = received = 0
     if first is not None:
         embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
@@ -115,7 +116,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
             log.info(listing.summary())
             records = run_stages(ds, cfg, str(target), options=opts.storage_options, mtime=started,
                                  dry_run=opts.dry_run, progress=opts.progress,
-                                 kept_hashes=kept_hashes(cfg, ledger)) if count else iter(())
+                                 kept_hashes=kept_hashes(cfg, ledger), report=graph) if count else iter(())
             with tqdm(total=count, desc="clips", unit="clip", disable=not opts.progress) as bar, \
                     DoneBuffer(ledger) as finished:
                 for text in records:
@@ -144,7 +145,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
         run_failures["listing"] += listing.bad_rows
     stats = _finish(out, target, cfg, opts, ledger, skipped, started, listing.listed, listing.duplicates,
                     listing.todo_count, written, received, run_failures, run_drops, stage_throughput(timings),
-                    {stage: dict(c) for stage, c in nodes.items()})
+                    {stage: dict(c) for stage, c in nodes.items()}, graph.get("actors", {}))
     publish(out, cfg, shards=target / "shards")
     return stats
 
@@ -265,7 +266,7 @@ def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
 def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],
             started: float, listed: int, duplicates: int, processed: int, written: int, received: int,
             run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]],
-            nodes: dict[str, dict[str, int]]) -> dict[str, Any]:
+            nodes: dict[str, dict[str, int]], actors: dict[str, dict[str, int]]) -> dict[str, Any]:
     filters = parse_filters(cfg.filters)
     failed = ledger.failed()
     filtered = ledger.filtered(fingerprints(cfg))
@@ -278,7 +279,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
                 "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
                 "failed_by_stage": dict(run_failures), "wall_s": round(wall, 2),
-                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages, "nodes": nodes,
+                "clips_per_s": round(written / wall, 3) if wall else None, "stages": stages, "nodes": nodes, "actors": actors,
                 # what came back to the driver per clip: records, never sample bytes
                 "driver_bytes_per_clip": round(received / processed) if processed else 0},
         "total": {**totals, "failed": len(failed),

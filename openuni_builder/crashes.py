@@ -41,6 +41,15 @@ class CrashCounter:
     def __init__(self) -> None:
         self.open: dict[str, int] = {}
         self.reasons: dict[str, str] = {}
+        self.started: dict[str, dict[str, int]] = {}  # stage -> node id -> actors started there
+
+    def hello(self, stage: str, node: str) -> None:
+        """An actor of `stage` started on `node` (so a build can say where its pools ran)."""
+        self.started.setdefault(stage, {})
+        self.started[stage][node] = self.started[stage].get(node, 0) + 1
+
+    def actors(self) -> dict[str, dict[str, int]]:
+        return self.started
 
     def peek(self, keys: list[str]) -> dict[str, int]:
         return {k: self.open.get(k, 0) for k in keys}

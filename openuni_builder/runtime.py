@@ -250,7 +250,7 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_bytes: int 
 
 def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: StorageOptions | None = None,
                mtime: float = 0.0, dry_run: bool = False, progress: bool = True,
-               kept_hashes: list[tuple[str, str]] | None = None) -> Iterator[str]:
+               kept_hashes: list[tuple[str, str]] | None = None, report: dict | None = None) -> Iterator[str]:
     """Run every request of `ds` (`requests_dataset`) through the graph into shards under
     `out/shards`; yield one JSON record per request, in completion order: {"key", "status": done|failed|filtered, ...}
     (shards.write_shards). These records are all the driver receives.
@@ -258,6 +258,7 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
     `dry_run`: every annotator actor writes tiny random-weight models into its own temporary
     cache and loads those (see AnnotatorStage), so the graph runs end to end on any cluster.
     `kept_hashes`: finished clips' (key, phash) when near-duplicate screening is configured.
+    `report`, when given, receives "actors": annotator -> Ray node -> actors started there.
     """
     _progress_bars(progress)
     stages = plan(cfg, *cluster_resources())
@@ -307,6 +308,8 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
         for row in ds.iter_rows():
             yield row["record"]
     finally:
+        if report is not None:
+            report["actors"] = ray.get(counter_handle.actors.remote())
         ray.kill(counter_handle)
 
 

@@ -108,7 +108,7 @@ def test_actors_and_shard_writers_run_on_both_nodes(tmp_path, two_nodes):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["run"]["written"] == 12
-    assert len(stats["run"]["nodes"]["flow"]) == 2, stats["run"]["nodes"]  # one flow actor per node
+    assert stats["run"]["actors"]["flow"] and len(stats["run"]["actors"]["flow"]) == 2, stats["run"]  # one per node
     assert len(stats["run"]["nodes"]["write"]) == 2, stats["run"]["nodes"]  # shards written on both
     manifests = [json.loads(p.read_text()) for p in (tmp_path / "out" / "shards").glob("*.manifest.json")]
     assert len({m["node"] for m in manifests}) == 2
