@@ -84,8 +84,7 @@ def write_bytes_atomic(target: UPath | Path, data: bytes) -> None:
 
 
 @contextmanager
-def local_file(path: str | os.PathLike, options: StorageOptions | None = None,
-               suffix: str = "") -> Iterator[str]:
+def local_file(path: str | os.PathLike, options: StorageOptions | None = None) -> Iterator[str]:
     """A local file path for `path`: itself when local, else a temporary copy removed afterwards.
 
     Decoders (PyAV, PySceneDetect) seek freely and some open a file twice, so a remote video is
@@ -95,7 +94,7 @@ def local_file(path: str | os.PathLike, options: StorageOptions | None = None,
         yield str(path)
         return
     source = location(path, options)
-    fd, tmp = tempfile.mkstemp(prefix="openuni-", suffix=suffix or Path(source.name).suffix)
+    fd, tmp = tempfile.mkstemp(prefix="openuni-", suffix=Path(source.name).suffix)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, length=8 * 2**20)
@@ -118,10 +117,10 @@ def mirror_files(src: UPath | Path, dst: UPath | Path, names: list[str]) -> None
         if not source.exists():
             continue
         files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
-        for f in files:
+        for f in files:  # streamed: a 1.3M-clip done.jsonl is over a gigabyte
             relative = str(f)[len(str(src)):].lstrip("/")
             with f.open("rb") as fh:
-                write_bytes_atomic(dst / relative, fh.read())
+                write_atomic(dst / relative, lambda out, fh=fh: shutil.copyfileobj(fh, out, length=8 * 2**20))
 
 
 def shard_files(folder: str | os.PathLike, options: StorageOptions | None = None) -> list[str]:
