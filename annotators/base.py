@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import ModelUnavailable  # noqa: F401  (re-exported for annotators)
+from openuni_builder.models import ModelUnavailable, missing  # noqa: F401  (re-exported for annotators)
+from openuni_builder.typed import OptionError, parse_fields  # noqa: F401  (OptionError re-exported)
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,27 @@ class Resources:
         return replace(self, **(overrides or {}))
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of an annotator that takes none."""
+
+
 class Annotator(ABC):
     """Base class of every annotator.
 
-    Subclasses set `name` (the modality: it names the shard members `KEY.<name>.mp4/.npz` and the
-    Pixelplanes codec used) and `video` (False for annotators that only add JSON, like captions).
-    `options` come from the pipeline config's `annotators.<name>` block.
+    Subclasses set `name` (the modality: its record in `openuni_builder.modalities` names the shard
+    members and the Pixelplanes codec) and `Options`, a frozen dataclass whose fields are the
+    annotator's options with their types and defaults (the pipeline config's `annotators.<name>`
+    block, checked against it by `parse_options`); validation of values goes in its
+    `__post_init__`. The instance keeps them as `self.options`.
     """
 
     name: ClassVar[str]
-    video: ClassVar[bool] = True
+    Options: ClassVar[type] = NoOptions
     default_resources: ClassVar[Resources] = Resources()
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.options = parse_options(type(self), options)
 
     def resources(self) -> Resources:
         """What this annotator asks Ray for with its options (default: `default_resources`);
@@ -65,8 +73,9 @@ class Annotator(ABC):
 
         Called on the driver before the pipeline starts, so it must be cheap: check files, do not
         load weights. The build then skips the modality (or stops with `--require-all`).
+        Default: the first of `models()` missing from the local cache.
         """
-        return None
+        return missing(*self.models())
 
     @abstractmethod
     def load(self) -> None:
@@ -80,9 +89,24 @@ class Annotator(ABC):
         still fails in the ledger, so one bad clip never takes a stage down.
         """
 
+    def models(self) -> tuple[str, ...]:
+        """The registered models (manifests/models.toml) this annotator loads with its options.
+
+        The one declaration `unavailable()`, the dry-run and test model writers, `openuni-models`
+        and `--plan` all read; annotators that need no model (OpenCV flow) return ().
+        """
+        return ()
+
     def provenance(self) -> dict[str, Any]:
         """Model ids, revisions and settings used, recorded in every sample's JSON and the card."""
         return {}
+
+
+
+def parse_options(cls: type["Annotator"], given: dict[str, Any]) -> Any:
+    """`given` checked against `cls.Options` (`typed.parse_fields`): an unknown name or a value of the
+    wrong type is an OptionError that names it and lists the allowed options."""
+    return parse_fields(cls.Options, given, cls.name)
 
 
 def check_frames(frames: Any, what: str = "frames") -> np.ndarray:

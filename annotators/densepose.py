@@ -16,6 +16,7 @@ all zeros with `meta["no_person"]` true.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,38 +28,54 @@ from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.models import ModelUnavailable, load_registry, model_dir
 
 
+@dataclass(frozen=True)
+class DensePoseOptions:
+    """`model`: a registered DensePose R-CNN checkpoint; `detector`: the registered person detector
+    whose boxes it reads; `min_size`/`max_size`: detectron2's test-time resize."""
+
+    model: str = "densepose-r50-fpn"
+    detector: str = "rtdetr-r50"
+    detection_threshold: float = 0.5
+    min_size: int = 800
+    max_size: int = 1333
+    frame_batch_size: int = 4
+    max_people: int = 8
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_size <= self.max_size:
+            raise ValueError(f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        if self.frame_batch_size < 1:
+            raise ValueError(f"frame_batch_size must be >= 1, got {self.frame_batch_size}")
+
+
 class DensePoseAnnotator(Annotator):
     """Per-frame composited DensePose IUV (see module docstring)."""
 
     name: ClassVar[str] = "densepose"
+    Options: ClassVar[type] = DensePoseOptions
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.5, batch_size=2)
 
-    def __init__(self, model: str = "densepose-r50-fpn", detector: str = "rtdetr-r50",
-                 detection_threshold: float = 0.5, min_size: int = 800, max_size: int = 1333,
-                 frame_batch_size: int = 4, max_people: int = 8, device: str | None = None,
-                 **options: Any) -> None:
-        super().__init__(model=model, detector=detector, detection_threshold=detection_threshold,
-                         min_size=min_size, max_size=max_size, frame_batch_size=frame_batch_size,
-                         max_people=max_people, device=device, **options)
-        if not 0 < min_size <= max_size:
-            raise ValueError(f"need 0 < min_size <= max_size, got {min_size}, {max_size}")
-        if frame_batch_size < 1:
-            raise ValueError(f"frame_batch_size must be >= 1, got {frame_batch_size}")
-        self.model_name, self.min_size, self.max_size = model, min_size, max_size
-        self.frame_batch_size, self.device = frame_batch_size, device
-        self.detector = PersonDetector(detector, detection_threshold, max_people=max_people, device=device)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        self.device = o.device
+        self.detector = PersonDetector(o.detector, o.detection_threshold, max_people=o.max_people, device=o.device)
         self.model = None
+
+    def models(self) -> tuple[str, ...]:
+        return (self.options.model, self.options.detector)
 
     def _weights(self) -> Path:
         """The checkpoint file the manifest names for the model, in its cache folder."""
-        folder = model_dir(self.model_name)
-        names = list(load_registry()[self.model_name].files) or sorted(
+        folder = model_dir(self.options.model)
+        names = list(load_registry()[self.options.model].files) or sorted(
             p.name for p in folder.iterdir() if p.suffix in (".pkl", ".pth"))
         for name in names:
             if (folder / name).is_file():
                 return folder / name
-        raise ModelUnavailable(f"model {self.model_name!r}: none of {names or ['*.pkl', '*.pth']} in {folder}; "
-                               f"fetch it with `openuni-models pull {self.model_name}`")
+        raise ModelUnavailable(f"model {self.options.model!r}: none of {names or ['*.pkl', '*.pth']} in {folder}; "
+                               f"fetch it with `openuni-models pull {self.options.model}`")
 
     def unavailable(self) -> str | None:
         try:
@@ -93,11 +110,11 @@ class DensePoseAnnotator(Annotator):
         T, H, W = frames.shape[:3]
         out = np.zeros((T, H, W, 3), np.uint8)
         todo = [t for t in range(T) if tracks.present[t].any()]
-        scale, (h, w) = _test_size(H, W, self.min_size, self.max_size)
+        scale, (h, w) = _test_size(H, W, self.options.min_size, self.options.max_size)
         mean = torch.tensor(PIXEL_MEAN_BGR, device=self.device).view(1, 3, 1, 1)
         pad_h, pad_w = -h % SIZE_DIVISIBILITY, -w % SIZE_DIVISIBILITY
-        for start in range(0, len(todo), self.frame_batch_size):
-            ids = todo[start:start + self.frame_batch_size]
+        for start in range(0, len(todo), self.options.frame_batch_size):
+            ids = todo[start:start + self.options.frame_batch_size]
             x = torch.from_numpy(frames[ids]).to(self.device).permute(0, 3, 1, 2).flip(1).float()
             x = torch.nn.functional.interpolate(x, (h, w), mode="bilinear", align_corners=False,
                                                 antialias=scale < 1)
@@ -115,9 +132,9 @@ class DensePoseAnnotator(Annotator):
         return out
 
     def provenance(self) -> dict[str, Any]:
-        entry = load_registry()[self.model_name]
+        entry = load_registry()[self.options.model]
         return {"model": entry.hub_id, "revision": entry.revision, "implementation": "torchvision-native",
-                "min_size": self.min_size, "max_size": self.max_size, "compositing": "lowest-box-bottom-wins",
+                "min_size": self.options.min_size, "max_size": self.options.max_size, "compositing": "lowest-box-bottom-wins",
                 **self.detector.provenance()}
 
 

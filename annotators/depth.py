@@ -13,12 +13,13 @@ doing that must not import torch and transformers (seconds and hundreds of MB on
 from __future__ import annotations
 
 import pkgutil
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from annotators.base import Annotator, Resources, clip_frames
 from annotators.torch_device import check_dtype, pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_dir, missing
+from openuni_builder.models import load_registry, model_dir
 
 if TYPE_CHECKING:
     from annotators.depth_anything import DepthAnythingV2
@@ -31,31 +32,44 @@ BACKENDS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class DepthOptions:
+    """`model`: a registered depth model with a backend in BACKENDS; `frame_batch`: frames per
+    forward pass; `device`/`dtype`: strings until `load()` (auto = CUDA and bfloat16 where there)."""
+
+    model: str = "depth-anything-v2-small"
+    frame_batch: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.model not in BACKENDS:
+            raise ValueError(f"unknown depth model {self.model!r}; known: {', '.join(BACKENDS)}")
+        if self.frame_batch < 1:
+            raise ValueError(f"frame_batch must be >= 1, got {self.frame_batch}")
+        check_dtype(self.dtype)
+
+
 class DepthAnnotator(Annotator):
     """Monocular relative disparity (affine-invariant inverse depth) for every frame."""
 
     name: ClassVar[str] = "depth"
+    Options: ClassVar[type] = DepthOptions
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.25, batch_size=2)
 
-    def __init__(self, model: str = "depth-anything-v2-small", frame_batch: int = 16,
-                 device: str = "auto", dtype: str = "auto", **options: Any) -> None:
-        super().__init__(model=model, frame_batch=frame_batch, device=device, dtype=dtype, **options)
-        if model not in BACKENDS:
-            raise ValueError(f"unknown depth model {model!r}; known: {', '.join(BACKENDS)}")
-        if frame_batch < 1:
-            raise ValueError(f"frame_batch must be >= 1, got {frame_batch}")
-        self.model, self.frame_batch = model, frame_batch
-        self.device_option, self.dtype_option = device, check_dtype(dtype)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._backend: DepthAnythingV2 | None = None
 
-    def unavailable(self) -> str | None:
-        return missing(self.model)
+    def models(self) -> tuple[str, ...]:
+        return (self.options.model,)
 
     def load(self) -> None:
-        folder = model_dir(self.model)  # a missing model fails here, before torch is imported
-        backend = pkgutil.resolve_name(BACKENDS[self.model])
-        device = pick_device(self.device_option)
-        self._backend = backend(folder, device, pick_dtype(self.dtype_option, device), self.frame_batch)
+        o = self.options
+        folder = model_dir(o.model)  # a missing model fails here, before torch is imported
+        backend = pkgutil.resolve_name(BACKENDS[o.model])
+        device = pick_device(o.device)
+        self._backend = backend(folder, device, pick_dtype(o.dtype, device), o.frame_batch)
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
         if self._backend is None:
@@ -64,11 +78,11 @@ class DepthAnnotator(Annotator):
 
     def provenance(self) -> dict[str, Any]:
         """What ran; before `load()`, the device and dtype options as given (`auto` unresolved)."""
-        entry = load_registry()[self.model]
+        entry = load_registry()[self.options.model]
         if self._backend is None:
-            device, dtype = self.device_option, self.dtype_option
+            device, dtype = self.options.device, self.options.dtype
         else:
             device, dtype = self._backend.device.type, str(self._backend.dtype).removeprefix("torch.")
         return {"model": entry.name, "hub_id": entry.hub_id, "revision": entry.revision,
                 "license": entry.license, "output": "relative disparity (larger = nearer)",
-                "device": device, "dtype": dtype, "frame_batch": self.frame_batch}
+                "device": device, "dtype": dtype, "frame_batch": self.options.frame_batch}

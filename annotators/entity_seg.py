@@ -27,7 +27,7 @@ import numpy as np
 from annotators.base import Annotator, Resources
 from annotators.torch_device import pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
-from openuni_builder.models import load_registry, model_dir, missing
+from openuni_builder.models import load_registry, model_dir
 
 if TYPE_CHECKING:
     from annotators.mask2former_sam2 import PanopticSegmenter
@@ -62,47 +62,59 @@ def entity_meta(ids: np.ndarray, labels: dict[int, str | None]) -> dict[str, Any
     return {"num_entities": len(entities), "entities": entities}
 
 
+@dataclass(frozen=True)
+class EntitySegOptions:
+    """`segmenter`: a registered panoptic model run on keyframes every `reseed_every` frames;
+    `tracker`: the registered SAM2 video model that propagates its entities; `threshold`,
+    `mask_threshold`, `overlap_mask_area_threshold`: the segmenter's post-processing."""
+
+    segmenter: str = "mask2former-swin-t-coco-panoptic"
+    tracker: str = "sam2.1-hiera-tiny"
+    reseed_every: int = 16
+    new_entity_max_coverage: float = 0.5
+    min_area: float = 0.001
+    max_segments: int = 64
+    threshold: float = 0.8
+    mask_threshold: float = 0.5
+    overlap_mask_area_threshold: float = 0.8
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.reseed_every < 1:
+            raise ValueError(f"reseed_every must be >= 1, got {self.reseed_every}")
+        if self.max_segments < 1:
+            raise ValueError(f"max_segments must be >= 1, got {self.max_segments}")
+
+
 class EntitySegAnnotator(Annotator):
     """Stable entity ids per pixel: Mask2Former panoptic keyframes + SAM2 video propagation."""
 
     name: ClassVar[str] = "seg"
+    Options: ClassVar[type] = EntitySegOptions
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.5, batch_size=1, concurrency=1)
 
-    def __init__(self, segmenter: str = "mask2former-swin-t-coco-panoptic", tracker: str = "sam2.1-hiera-tiny",
-                 reseed_every: int = 16, new_entity_max_coverage: float = 0.5, min_area: float = 0.001,
-                 max_segments: int = 64, threshold: float = 0.8, mask_threshold: float = 0.5,
-                 overlap_mask_area_threshold: float = 0.8, device: str = "auto", dtype: str = "float32",
-                 **options: Any) -> None:
-        super().__init__(segmenter=segmenter, tracker=tracker, reseed_every=reseed_every,
-                         new_entity_max_coverage=new_entity_max_coverage, min_area=min_area,
-                         max_segments=max_segments, threshold=threshold, mask_threshold=mask_threshold,
-                         overlap_mask_area_threshold=overlap_mask_area_threshold, device=device, dtype=dtype,
-                         **options)
-        if reseed_every < 1:
-            raise ValueError(f"reseed_every must be >= 1, got {reseed_every}")
-        if max_segments < 1:
-            raise ValueError(f"max_segments must be >= 1, got {max_segments}")
-        self.segmenter_name, self.tracker_name = segmenter, tracker
-        self.reseed_every, self.new_entity_max_coverage = reseed_every, new_entity_max_coverage
-        self.min_area, self.max_segments = min_area, max_segments
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._segmenter: PanopticSegmenter | None = None
         self._tracker = self._tracker_processor = None
 
-    def unavailable(self) -> str | None:
-        return missing(self.segmenter_name, self.tracker_name)
+    def models(self) -> tuple[str, ...]:
+        return (self.options.segmenter, self.options.tracker)
 
     def load(self) -> None:
         from transformers import Sam2VideoModel, Sam2VideoProcessor
 
         from annotators.mask2former_sam2 import PanopticSegmenter
 
-        self.device = pick_device(self.options["device"])
-        self.dtype = pick_dtype(self.options["dtype"], self.device)
+        o = self.options
+        self.device = pick_device(o.device)
+        self.dtype = pick_dtype(o.dtype, self.device)
         self._segmenter = PanopticSegmenter(
-            model_dir(self.segmenter_name), self.device, self.dtype, threshold=self.options["threshold"],
-            mask_threshold=self.options["mask_threshold"],
-            overlap_mask_area_threshold=self.options["overlap_mask_area_threshold"])
-        path = model_dir(self.tracker_name)
+            model_dir(o.segmenter), self.device, self.dtype, threshold=o.threshold,
+            mask_threshold=o.mask_threshold,
+            overlap_mask_area_threshold=o.overlap_mask_area_threshold)
+        path = model_dir(o.tracker)
         self._tracker_processor = Sam2VideoProcessor.from_pretrained(path)
         self._tracker = Sam2VideoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
 
@@ -112,19 +124,19 @@ class EntitySegAnnotator(Annotator):
     def _annotate_one(self, frames: np.ndarray) -> ModalityOutput:
         from annotators.mask2former_sam2 import propagate_entities  # imported by load() already
 
-        keyframes = list(range(0, len(frames), self.reseed_every))
+        keyframes = list(range(0, len(frames), self.options.reseed_every))
         segments = self._segmenter(frames[keyframes])
-        seeds = {k: select_segments(s, self.min_area, self.max_segments) for k, s in zip(keyframes, segments)}
+        seeds = {k: select_segments(s, self.options.min_area, self.options.max_segments) for k, s in zip(keyframes, segments)}
         ids, labels = propagate_entities(
             self._tracker, self._tracker_processor, frames, seeds,
-            new_entity_max_coverage=self.new_entity_max_coverage, device=self.device, dtype=self.dtype)
+            new_entity_max_coverage=self.options.new_entity_max_coverage, device=self.device, dtype=self.dtype)
         return ModalityOutput(raw={"ids": ids}, meta=entity_meta(ids, labels))
 
     def provenance(self) -> dict[str, Any]:
         registry = load_registry()
         models = {role: {"name": n, "hub_id": registry[n].hub_id, "revision": registry[n].revision}
-                  for role, n in (("segmenter", self.segmenter_name), ("tracker", self.tracker_name))}
-        settings = {k: self.options[k] for k in ("reseed_every", "new_entity_max_coverage", "min_area",
+                  for role, n in (("segmenter", self.options.segmenter), ("tracker", self.options.tracker))}
+        settings = {k: getattr(self.options, k) for k in ("reseed_every", "new_entity_max_coverage", "min_area",
                                                  "max_segments", "threshold", "mask_threshold",
                                                  "overlap_mask_area_threshold")}
         return {**models, **settings}

@@ -11,6 +11,7 @@ and the flow is resized back with its vectors scaled by the same factors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import cv2
@@ -36,10 +37,40 @@ class DisFlow:
         return np.stack(flows).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class FlowOptions:
+    """`backend`: auto | raft | dis (module docstring); `model`: a registered torchvision RAFT;
+    `max_side`: shrink frames to this longer side before the backend runs (None: full size)."""
+
+    backend: str = "auto"
+    model: str = "raft-small"
+    num_flow_updates: int = 12
+    frame_batch: int = 8
+    max_side: int | None = None
+    dis_preset: str = "medium"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown flow backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"dis_preset must be one of {', '.join(DIS_PRESETS)}, got {self.dis_preset!r}")
+        if self.num_flow_updates < 1 or self.frame_batch < 1:
+            raise ValueError(f"num_flow_updates and frame_batch must be >= 1, got {self.num_flow_updates}, "
+                             f"{self.frame_batch}")
+        if self.max_side is not None and self.max_side < 16:
+            raise ValueError(f"max_side must be None or >= 16, got {self.max_side}")
+        rafts = [e.name for e in load_registry().values() if e.kind == "torchvision" and "raft" in e.hub_id]
+        if self.model not in rafts:
+            raise ValueError(f"flow model must be a registered torchvision RAFT ({', '.join(rafts)}), "
+                             f"got {self.model!r}")
+
+
 class FlowAnnotator(Annotator):
     """Optical flow between consecutive clip frames."""
 
     name: ClassVar[str] = "flow"
+    Options: ClassVar[type] = FlowOptions
     # RAFT: a GPU share (without one, Ray hides the GPUs from the actor and RAFT runs on CPU);
     # dropped by the runtime where no GPU is visible. The pipelines' shares add up to one GPU.
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.1, batch_size=4, concurrency=1)
@@ -48,46 +79,34 @@ class FlowAnnotator(Annotator):
     # 2 CPUs: the build 35.2 s -> 34.4 s). On a many-core CPU node raise `resources: {concurrency: N}`.
     dis_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=1, concurrency=1)
 
-    def __init__(self, backend: str = "auto", model: str = "raft-small", num_flow_updates: int = 12,
-                 frame_batch: int = 8, max_side: int | None = None, dis_preset: str = "medium",
-                 device: str = "auto", **options: Any) -> None:
-        super().__init__(backend=backend, model=model, num_flow_updates=num_flow_updates,
-                         frame_batch=frame_batch, max_side=max_side, dis_preset=dis_preset,
-                         device=device, **options)
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown flow backend {backend!r}; known: {', '.join(BACKENDS)}")
-        if dis_preset not in DIS_PRESETS:
-            raise ValueError(f"dis_preset must be one of {', '.join(DIS_PRESETS)}, got {dis_preset!r}")
-        if num_flow_updates < 1 or frame_batch < 1:
-            raise ValueError(f"num_flow_updates and frame_batch must be >= 1, got {num_flow_updates}, {frame_batch}")
-        if max_side is not None and max_side < 16:
-            raise ValueError(f"max_side must be None or >= 16, got {max_side}")
-        rafts = [e.name for e in load_registry().values() if e.kind == "torchvision" and "raft" in e.hub_id]
-        if model not in rafts:
-            raise ValueError(f"flow model must be a registered torchvision RAFT ({', '.join(rafts)}), got {model!r}")
-        self.model, self.num_flow_updates, self.frame_batch = model, num_flow_updates, frame_batch
-        self.max_side, self.dis_preset, self.device_option = max_side, dis_preset, device
-        self.requested = backend
-        if backend == "auto":  # decided once, here, so provenance and load agree
-            backend = "dis" if missing(self.model) else "raft"
-        self.backend = backend
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        if o.backend == "auto":  # decided once, here, so provenance and load agree
+            self.backend = "dis" if missing(o.model) else "raft"
+        else:
+            self.backend = o.backend
         self._flow = None  # DisFlow or annotators.raft.RaftFlow, made by load()
 
     def resources(self) -> Resources:
         return self.dis_resources if self.backend == "dis" else self.default_resources
 
+    def models(self) -> tuple[str, ...]:
+        """RAFT's model unless the backend is DIS; with `auto`, the one it runs when it is cached."""
+        return () if self.options.backend == "dis" else (self.options.model,)
+
     def unavailable(self) -> str | None:
-        return missing(self.model) if self.backend == "raft" else None
+        return super().unavailable() if self.backend == "raft" else None  # `auto` falls back to DIS
 
     def load(self) -> None:
         if self.backend == "raft":  # torch is imported only here: DIS actors start without it
             from annotators.raft import RaftFlow
             from annotators.torch_device import pick_device
 
-            self._flow = RaftFlow(self.model, pick_device(self.device_option), self.num_flow_updates,
-                                  self.frame_batch)
+            o = self.options
+            self._flow = RaftFlow(o.model, pick_device(o.device), o.num_flow_updates, o.frame_batch)
         else:
-            self._flow = DisFlow(self.dis_preset)
+            self._flow = DisFlow(self.options.dis_preset)
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
         if self._flow is None:
@@ -98,7 +117,8 @@ class FlowAnnotator(Annotator):
         if len(frames) < 2:
             raise ValueError(f"clip {key}: flow needs at least 2 frames, got {len(frames)}")
         height, width = frames.shape[1:3]
-        scale = 1.0 if self.max_side is None else min(1.0, self.max_side / max(height, width))
+        max_side = self.options.max_side
+        scale = 1.0 if max_side is None else min(1.0, max_side / max(height, width))
         if scale == 1.0:
             return self._flow(frames)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -106,16 +126,17 @@ class FlowAnnotator(Annotator):
         return resize_flow(self._flow(small), height, width)
 
     def provenance(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"requested_backend": self.requested, "max_side": self.max_side}
+        o = self.options
+        info: dict[str, Any] = {"requested_backend": o.backend, "max_side": o.max_side}
         if self.backend == "dis":
-            return {**info, "backend": "opencv-dis", "preset": self.dis_preset, "opencv": cv2.__version__}
+            return {**info, "backend": "opencv-dis", "preset": o.dis_preset, "opencv": cv2.__version__}
         import torchvision
 
-        entry = load_registry()[self.model]
-        device = self._flow.device.type if self._flow is not None else self.device_option
+        entry = load_registry()[o.model]
+        device = self._flow.device.type if self._flow is not None else o.device
         return {**info, "backend": "raft", "model": entry.name, "hub_id": entry.hub_id,
                 "revision": entry.revision, "license": entry.license,
-                "num_flow_updates": self.num_flow_updates, "torchvision": torchvision.__version__,
+                "num_flow_updates": o.num_flow_updates, "torchvision": torchvision.__version__,
                 "device": device}
 
 

@@ -16,6 +16,7 @@ confidence decision (`keypoint_threshold`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,36 +25,52 @@ from annotators.base import Annotator, Resources, clip_frames
 from annotators.person_detect import PersonDetector, PersonTracks
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
-from openuni_builder.models import load_registry, model_dir, missing
+from openuni_builder.models import load_registry, model_dir
 
 # BlazePose-33 landmark index of each COCO-17 keypoint.
 _BLAZEPOSE_OF_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+@dataclass(frozen=True)
+class SkeletonOptions:
+    """`backend`: vitpose (top-down on tracked RT-DETR boxes) or mediapipe (BlazePose, one person);
+    `keypoint_threshold`: the confidence the derived neck needs; `pose_batch_size`: person crops
+    per ViTPose forward pass."""
+
+    backend: str = "vitpose"
+    model: str = "vitpose-base"
+    detector: str = "rtdetr-r50"
+    detection_threshold: float = 0.5
+    keypoint_threshold: float = 0.3
+    pose_batch_size: int = 64
+    max_people: int = 8
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("vitpose", "mediapipe"):
+            raise ValueError(f"unknown skeleton backend {self.backend!r}; known: vitpose, mediapipe")
+        if self.pose_batch_size < 1:
+            raise ValueError(f"pose_batch_size must be >= 1, got {self.pose_batch_size}")
 
 
 class SkeletonAnnotator(Annotator):
     """OpenPose-18 keypoints of every tracked person (see module docstring)."""
 
     name: ClassVar[str] = "skeleton"
+    Options: ClassVar[type] = SkeletonOptions
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.25, batch_size=4)
 
-    def __init__(self, backend: str = "vitpose", model: str = "vitpose-base",
-                 detector: str = "rtdetr-r50", detection_threshold: float = 0.5,
-                 keypoint_threshold: float = 0.3, pose_batch_size: int = 64, max_people: int = 8,
-                 device: str | None = None, **options: Any) -> None:
-        super().__init__(backend=backend, model=model, detector=detector,
-                         detection_threshold=detection_threshold, keypoint_threshold=keypoint_threshold,
-                         pose_batch_size=pose_batch_size, max_people=max_people, device=device, **options)
-        if backend not in ("vitpose", "mediapipe"):
-            raise ValueError(f"unknown skeleton backend {backend!r}; known: vitpose, mediapipe")
-        if pose_batch_size < 1:
-            raise ValueError(f"pose_batch_size must be >= 1, got {pose_batch_size}")
-        self.backend, self.model_name = backend, model
-        self.keypoint_threshold, self.pose_batch_size = keypoint_threshold, pose_batch_size
-        self.max_people, self.device = max_people, device
-        self.detector = (PersonDetector(detector, detection_threshold, max_people=max_people, device=device)
-                         if backend == "vitpose" else None)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        self.backend, self.device = o.backend, o.device
+        self.detector = (PersonDetector(o.detector, o.detection_threshold, max_people=o.max_people, device=o.device)
+                         if o.backend == "vitpose" else None)
         self.model = self.processor = None
         self._mp_pose = None
+
+    def models(self) -> tuple[str, ...]:
+        return (self.options.model, self.options.detector) if self.backend == "vitpose" else ()
 
     def unavailable(self) -> str | None:
         if self.backend == "mediapipe":
@@ -62,7 +79,7 @@ class SkeletonAnnotator(Annotator):
             except ImportError:
                 return _MEDIAPIPE_MISSING
             return None
-        return missing(self.model_name) or self.detector.unavailable()
+        return super().unavailable()
 
     def load(self) -> None:
         if self.backend == "mediapipe":
@@ -74,14 +91,14 @@ class SkeletonAnnotator(Annotator):
             return
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
-        path = model_dir(self.model_name)
+        path = model_dir(self.options.model)
         from annotators.torch_device import pick_device  # torch only once a model loads
 
         self.device = pick_device(self.device or "auto")
         self.processor = VitPoseImageProcessor.from_pretrained(path)
         self.model = VitPoseForPoseEstimation.from_pretrained(path).eval().to(self.device)
         if self.model.config.num_labels != 17:
-            raise ValueError(f"{self.model_name!r} predicts {self.model.config.num_labels} keypoints, "
+            raise ValueError(f"{self.options.model!r} predicts {self.model.config.num_labels} keypoints, "
                              "expected the 17 COCO keypoints")
         self.detector.load()
 
@@ -90,7 +107,7 @@ class SkeletonAnnotator(Annotator):
         outputs = []
         for clip in clips:
             coco, tracks = run(clip_frames(clip))
-            keypoints = coco17_to_openpose18(coco, self.keypoint_threshold)
+            keypoints = coco17_to_openpose18(coco, self.options.keypoint_threshold)
             if keypoints.shape[1] == 0:
                 keypoints = np.zeros((len(clip.frames), 1, 18, 3), np.float32)
             outputs.append(ModalityOutput(raw={"keypoints": keypoints}, meta=tracks.meta()))
@@ -106,7 +123,7 @@ class SkeletonAnnotator(Annotator):
         coco = np.zeros((len(frames), tracks.num_tracks, 17, 3), np.float32)
         group: list[int] = []
         for t in [t for t in range(len(frames)) if tracks.present[t].any()]:
-            if group and tracks.present[group + [t]].sum() > self.pose_batch_size:
+            if group and tracks.present[group + [t]].sum() > self.options.pose_batch_size:
                 self._vitpose_frames(frames, tracks, group, coco)
                 group = []
             group.append(t)
@@ -153,9 +170,9 @@ class SkeletonAnnotator(Annotator):
 
             return {"backend": "mediapipe-blazepose-full", "mediapipe": mediapipe.__version__,
                     "layout": "openpose18"}
-        entry = load_registry()[self.model_name]
+        entry = load_registry()[self.options.model]
         return {"backend": "vitpose", "model": entry.hub_id, "revision": entry.revision,
-                "keypoint_threshold": self.keypoint_threshold, "layout": "openpose18",
+                "keypoint_threshold": self.options.keypoint_threshold, "layout": "openpose18",
                 **self.detector.provenance()}
 
 

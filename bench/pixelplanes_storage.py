@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from annotators.flow import FlowAnnotator  # noqa: E402
 from openuni_builder import pixelplanes  # noqa: E402
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec  # noqa: E402
+from openuni_builder.modalities import get  # noqa: E402
 from openuni_builder.pixelplanes.skeleton import LIMBS  # noqa: E402
 from openuni_builder.video_io import RGB_ENCODING, cut_clip, decode_mp4, encode_mp4  # noqa: E402
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             encode_ms = (time.perf_counter() - start) * 1000 / t
             decoded = decode_mp4(video)
             back = pixelplanes.decode(modality, decoded, params) \
-                if pixelplanes.CODECS[modality].invertible else None
+                if pixelplanes.codec(modality).invertible else None
             figures = errors(modality, raw, back, frames, decoded, params)
             sizes[choice] = (len(video), figures["pixel_max"])
             cells = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"bytes_per_frame={len(video) / t:.0f} encode_ms_per_frame={encode_ms:.1f} {cells}")
         lossless = {c: s for c, (s, err) in sizes.items() if err == 0}
         print(f"pixelplanes_default modality={modality} storage={min(lossless, key=lossless.get)} "
-              f"configured={pixelplanes.DEFAULT_STORAGE[modality]}")
+              f"configured={get(modality).storage}")
     if args.preview:
         from openuni_builder.previews import contact_sheet, save_png
         save_png(args.preview, contact_sheet(rgb, planes))

@@ -27,10 +27,9 @@ import ray
 from tqdm import tqdm
 from upath import UPath
 
-from annotators import get_annotator
 from openuni_builder.card import publish
 from openuni_builder.config import BuildConfig, load_config
-from openuni_builder.filters import parse_filters, schedule
+from openuni_builder.filters import schedule
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
                                     requests_dataset, resolve_stages, run_stages, stage_throughput)
@@ -240,7 +239,7 @@ def _available(cfg: BuildConfig, require_all: bool) -> tuple[BuildConfig, dict[s
     """Drop annotators whose models are not cached (or refuse, with --require-all)."""
     skipped = {}
     for a in cfg.annotators:
-        reason = get_annotator(a.name)(**a.options).unavailable()
+        reason = a.build().unavailable()
         if reason:
             skipped[a.name] = reason
             log.warning("skipping modality %s: %s", a.name, reason)
@@ -267,7 +266,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
             started: float, listed: int, duplicates: int, processed: int, written: int, received: int,
             run_failures: Counter, run_drops: Counter, stages: dict[str, dict[str, float]],
             nodes: dict[str, dict[str, int]], actors: dict[str, dict[str, int]]) -> dict[str, Any]:
-    filters = parse_filters(cfg.filters)
+    filters = list(cfg.filters)
     failed = ledger.failed()
     filtered = ledger.filtered(fingerprints(cfg))
     totals = write_index(ledger.iter_done(), out / "index.parquet")
@@ -286,7 +285,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
                   "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values())),
                   "filtered": len(filtered)},
-        "filters": {"config": cfg.filters, "inactive": schedule(filters, [a.name for a in cfg.annotators])[1],
+        "filters": {"config": cfg.filter_config(), "inactive": schedule(filters, [a.name for a in cfg.annotators])[1],
                     "run": dict(run_drops), "total": dict(Counter(r["filter"] for r in filtered.values()))},
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))

@@ -25,10 +25,11 @@ import numpy as np
 import pyarrow as pa
 from upath import UPath
 
-from openuni_builder.balance import BalanceConfig, balance
+from openuni_builder.balance import balance
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import FILTERS
 from openuni_builder.index_summary import IndexSummary
+from openuni_builder.modalities import get as _record
 from openuni_builder.models import load_registry
 from openuni_builder.plots import write_plots
 from openuni_builder.previews import iter_samples, write_previews
@@ -36,17 +37,8 @@ from openuni_builder.shards import open_shard
 
 log = logging.getLogger(__name__)
 
-TASKS = {"depth": "depth-estimation", "seg": "image-segmentation", "skeleton": "keypoint-detection",
-         "densepose": "keypoint-detection"}
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
-MODALITY_TEXT = {
-    "depth": "relative disparity (inverse depth, larger = nearer)",
-    "flow": "forward optical flow t -> t+1 in pixels",
-    "seg": "entity ids stable over the clip (0 = background)",
-    "skeleton": "OpenPose-18 keypoints per tracked person (x, y, score)",
-    "densepose": "DensePose IUV (part index 0..24, U, V)",
-}
 JSON_FIELDS = {
     "key": "sample key (same as the member prefix)",
     "source": "source parser (koala36m, panda70m, manifest, folder, samples)",
@@ -91,9 +83,9 @@ def publish(out: Path, cfg: BuildConfig, shards: Path | UPath | None = None) -> 
     out = Path(out)
     shards = out / "shards" if shards is None else shards
     if cfg.balance and (out / "index.parquet").exists():
-        report = balance(out, BalanceConfig.from_dict(cfg.balance), cfg.shard_max_samples, shards)
+        report = balance(out, cfg.balance, cfg.shards.max_samples, shards)
         log.info("balanced: %d of %d samples", report["total"]["after"], report["total"]["before"])
-    write_previews(out, **cfg.previews, shards=shards)
+    write_previews(out, **vars(cfg.previews), shards=shards)
     write_card(out, shards)
 
 
@@ -121,7 +113,7 @@ def write_card(out: Path, shards: Path | UPath | None = None) -> Path:
         infos[name] = _dataset_info(shards, count)
     data = DatasetCardData(
         license="other", license_name="source-video-terms", pretty_name=f"OpenUni Builder: {stats['pipeline']}",
-        task_categories=sorted({"text-to-video", *(TASKS[m] for m in modalities if m in TASKS)}),
+        task_categories=sorted({"text-to-video", *(t for m in modalities if (t := _record(m).hf_task))}),
         size_categories=[next(label for limit, label in SIZES if summary.samples < limit)],
         tags=["webdataset", "video", "multimodal", "openuni", *modalities], configs=configs)
     if infos:
@@ -253,7 +245,7 @@ def _structure(summary: IndexSummary, first: tuple[str, dict[str, bytes]] | None
         elif member == "txt":
             what = "caption"
         elif member.endswith(".mp4"):
-            what = f"{name} Pixelplanes RGB video, frame-aligned with the clip: {MODALITY_TEXT.get(name, name)}"
+            what = f"{name} Pixelplanes RGB video, frame-aligned with the clip: {_record(name).description}"
         elif member.endswith(".npz"):
             what = f"{name} raw arrays: " + _npz_arrays(first[1][member] if first else None)
         else:

@@ -1,25 +1,29 @@
 """Pipeline configuration: one YAML file says the clip spec, which annotators run (in order) with
-what options and resources, how captions are chosen, and how shards are bounded.
+what options and resources, how captions are chosen, how shards are bounded, and the filters,
+balancing and previews.
 
-Unknown keys are errors, so a typo in a config never silently changes a build.
+It is parsed once, here, into typed objects (`BuildConfig`); every other module reads those, never
+the YAML. Unknown keys and annotator options are errors that name them and list the allowed ones
+(`typed.parse_fields`), so a typo in a config never silently changes a build.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from annotators.base import Resources
+from annotators import get_annotator
+from annotators.base import Annotator, Resources
 from openuni_builder.balance import BalanceConfig
 from openuni_builder.clip import ClipSpec
-from openuni_builder.filters import parse_filters
+from openuni_builder.filters import Filter, parse_filters
+from openuni_builder.typed import parse_fields
 
 TOP_KEYS = {"name", "description", "clip", "caption", "annotators", "stages", "shards", "filters", "balance",
             "previews"}
-PREVIEW_KEYS = {"samples": 4, "animated": False, "frames": 6}
 CAPTION_CHOICES = ("source", "generated")
 
 
@@ -29,9 +33,56 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AnnotatorConfig:
+    """One `annotators.<name>` block: the annotator's typed `options` (its `Options` dataclass) and
+    the `resources` fields it overrides."""
+
     name: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Any
     resources: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Annotator:
+        """The annotator these options describe (cheap: models load in `load()`)."""
+        return get_annotator(self.name)(**vars(self.options))
+
+    def option_values(self) -> dict[str, Any]:
+        return dict(vars(self.options))
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    use: str = "source"  # which caption becomes KEY.txt when both exist
+
+    def __post_init__(self) -> None:
+        if self.use not in CAPTION_CHOICES:
+            raise ValueError(f"use must be one of {CAPTION_CHOICES}, got {self.use!r}")
+
+
+@dataclass(frozen=True)
+class ShardsConfig:
+    max_samples: int = 256
+    max_bytes: int = 1_000_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_samples < 1 or self.max_bytes < 1:
+            raise ValueError(f"max_samples and max_bytes must be >= 1, got {self.max_samples}, {self.max_bytes}")
+
+
+@dataclass(frozen=True)
+class PreviewsConfig:
+    samples: int = 4
+    animated: bool = False
+    frames: int = 6
+
+
+@dataclass(frozen=True)
+class StagesConfig:
+    """Resources of the CPU task stages (field by field over `Resources(num_cpus=1, concurrency=2)`)."""
+
+    decode: dict[str, Any] = field(default_factory=dict)
+    encode: dict[str, Any] = field(default_factory=dict)
+
+
+CPU_STAGE = Resources(num_cpus=1, concurrency=2)
 
 
 @dataclass(frozen=True)
@@ -39,24 +90,30 @@ class BuildConfig:
     name: str
     spec: ClipSpec
     annotators: tuple[AnnotatorConfig, ...]
-    caption_use: str = "source"
-    decode: Resources = Resources(num_cpus=1, concurrency=2)
-    encode: Resources = Resources(num_cpus=1, concurrency=2)
-    shard_max_samples: int = 256
-    shard_max_bytes: int = 1_000_000_000
-    filters: dict[str, Any] = field(default_factory=dict)
-    balance: dict[str, Any] = field(default_factory=dict)
-    previews: dict[str, Any] = field(default_factory=lambda: dict(PREVIEW_KEYS))
+    caption: CaptionConfig = CaptionConfig()
+    decode: Resources = CPU_STAGE
+    encode: Resources = CPU_STAGE
+    shards: ShardsConfig = ShardsConfig()
+    filters: tuple[Filter, ...] = ()
+    balance: BalanceConfig | None = None
+    previews: PreviewsConfig = PreviewsConfig()
     path: str | None = None
 
     def without(self, skipped: set[str]) -> "BuildConfig":
         """The same config minus the annotators in `skipped` (models missing)."""
-        kept = tuple(a for a in self.annotators if a.name not in skipped)
-        return BuildConfig(**{**self.__dict__, "annotators": kept})
+        return replace(self, annotators=tuple(a for a in self.annotators if a.name not in skipped))
+
+    @property
+    def modalities(self) -> list[str]:
+        return [a.name for a in self.annotators]
+
+    def filter_config(self) -> dict[str, Any]:
+        """The active filters and their options, as stats.json and the card report them."""
+        return {f.name: f.options for f in self.filters}
 
 
 def load_config(path: str | Path) -> BuildConfig:
-    """Read and validate a pipeline YAML file."""
+    """Read and validate a pipeline YAML file into a BuildConfig."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -66,36 +123,38 @@ def load_config(path: str | Path) -> BuildConfig:
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
     try:
-        spec = ClipSpec(**raw.get("clip", {}))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: clip: {exc}") from exc
-    caption_use = (raw.get("caption") or {}).get("use", "source")
-    if caption_use not in CAPTION_CHOICES:
-        raise ConfigError(f"{path}: caption.use must be one of {CAPTION_CHOICES}, got {caption_use!r}")
-    annotators = []
-    for name, block in (raw.get("annotators") or {}).items():
-        block = dict(block or {})
-        annotators.append(AnnotatorConfig(name=name, resources=block.pop("resources", {}) or {}, options=block))
-    try:  # filters and balance are parsed again where they run; here only to fail early
-        parse_filters(raw.get("filters"))
-        if raw.get("balance"):
-            BalanceConfig.from_dict(raw["balance"])
-    except (ValueError, TypeError) as exc:  # FilterConfigError, BalanceError, or a bad number
-        raise ConfigError(f"{path}: {exc}") from exc
-    previews = raw.get("previews") or {}
-    if not isinstance(previews, dict) or set(previews) - set(PREVIEW_KEYS):
-        raise ConfigError(f"{path}: previews must be a mapping with keys {sorted(PREVIEW_KEYS)}, got {previews!r}")
-    stages = raw.get("stages") or {}
-    shards = raw.get("shards") or {}
-    try:
+        stages = parse_fields(StagesConfig, raw.get("stages"), "stages")
         return BuildConfig(
-            name=str(raw.get("name", path.stem)), spec=spec, annotators=tuple(annotators),
-            caption_use=caption_use,
-            decode=Resources(num_cpus=1, concurrency=2).merged(stages.get("decode")),
-            encode=Resources(num_cpus=1, concurrency=2).merged(stages.get("encode")),
-            shard_max_samples=int(shards.get("max_samples", 256)),
-            shard_max_bytes=int(float(shards.get("max_bytes", 1e9))),
-            filters=dict(raw.get("filters") or {}), balance=dict(raw.get("balance") or {}),
-            previews={**PREVIEW_KEYS, **previews}, path=str(path))
-    except TypeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+            name=str(raw.get("name", path.stem)), spec=parse_fields(ClipSpec, raw.get("clip"), "clip"),
+            annotators=tuple(_annotator(name, block) for name, block in (raw.get("annotators") or {}).items()),
+            caption=parse_fields(CaptionConfig, raw.get("caption"), "caption"),
+            decode=CPU_STAGE.merged(_resources(stages.decode, "stages.decode")),
+            encode=CPU_STAGE.merged(_resources(stages.encode, "stages.encode")),
+            shards=parse_fields(ShardsConfig, _numbers(raw.get("shards")), "shards"),
+            filters=tuple(parse_filters(raw.get("filters"))),
+            balance=BalanceConfig.from_dict(raw["balance"]) if raw.get("balance") else None,
+            previews=parse_fields(PreviewsConfig, raw.get("previews"), "previews"), path=str(path))
+    except (KeyError, TypeError, ValueError) as exc:  # OptionError, FilterConfigError, BalanceError, unknown annotator
+        raise ConfigError(f"{path}: {exc.args[0] if isinstance(exc, KeyError) else exc}") from exc
+
+
+def _annotator(name: str, block: dict[str, Any] | None) -> AnnotatorConfig:
+    block = dict(block or {})
+    resources = _resources(block.pop("resources", None), f"{name}.resources")
+    cls = get_annotator(name)
+    return AnnotatorConfig(name=name, options=parse_fields(cls.Options, block, f"annotators.{name}"),
+                           resources=resources)
+
+
+def _resources(block: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """The overridden Resources fields, checked (names and types) but kept as overrides: the
+    annotator's own `resources()` depends on its options and is merged under them at plan time."""
+    parse_fields(Resources, block, where)
+    return dict(block or {})
+
+
+def _numbers(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """YAML reads `1e9` as a string: byte sizes may be written that way."""
+    if not isinstance(block, dict):
+        return block
+    return {k: int(float(v)) if k == "max_bytes" and isinstance(v, (str, float)) else v for k, v in block.items()}

@@ -132,7 +132,18 @@ def _selected(args: argparse.Namespace, registry: dict[str, ModelEntry]) -> list
         raise SystemExit(f"openuni-models: unknown model(s) {', '.join(unknown)}; known: {', '.join(registry)}")
     if args.profile:
         return [e for e in registry.values() if args.profile in e.profiles]
+    if getattr(args, "pipeline", None):
+        return [registry[n] for n in pipeline_models(args.pipeline)]
     return [registry[n] for n in args.names]
+
+
+def pipeline_models(pipeline: str) -> list[str]:
+    """The registered models a pipeline's annotators declare with its options (`Annotator.models()`)."""
+    from openuni_builder.config import load_config
+    from pipelines import resolve
+
+    cfg = load_config(resolve(pipeline))
+    return list(dict.fromkeys(m for a in cfg.annotators for m in a.build().models()))
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
@@ -148,7 +159,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     registry = load_registry()
-    named = bool(args.names or args.profile)
+    named = bool(args.names or args.profile or args.pipeline)
     entries = _selected(args, registry) if named else list(registry.values())
     failed = False
     for entry in entries:
@@ -196,6 +207,9 @@ def _add_targets(parser: argparse.ArgumentParser, required: bool) -> None:
     target = parser.add_mutually_exclusive_group(required=required)
     target.add_argument("names", nargs="*", default=[], metavar="NAME", help="registered model name(s)")
     target.add_argument("--profile", choices=PROFILES, help="every model of this profile")
+    target.add_argument("--pipeline", metavar="CONFIG",
+                        help="every model the annotators of this pipeline (a name in pipelines/ or a YAML path) "
+                             "load with its options")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,13 +34,14 @@ from typing import Iterable, Iterator
 import ray
 from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-from annotators import get_annotator
 from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
 from openuni_builder.crashes import RAY_RETRIES, start_counter
-from openuni_builder.filters import NearDuplicateFilter, parse_filters, schedule
+from openuni_builder.filters import NearDuplicateFilter, schedule
 from openuni_builder.location import StorageOptions
+from openuni_builder.models import load_registry, missing
+from openuni_builder import modalities
 from openuni_builder.shards import chunks, write_shards
 from openuni_builder.stages import AnnotatorStage, DedupStage, decode_row, encode_row, filter_row
 
@@ -53,6 +54,7 @@ class StagePlan:
     kind: str  # "tasks" or "actors"
     resources: Resources
     asked_gpus: float = 0.0  # the GPU ask before a cluster without GPUs dropped it
+    models: tuple[str, ...] = ()  # the registered models its annotator declares (`Annotator.models()`)
 
 
 class PlanError(RuntimeError):
@@ -74,12 +76,13 @@ def resolve_stages(cfg: BuildConfig, cluster_gpus: float) -> list[StagePlan]:
     """
     stages = [StagePlan("decode", "tasks", cfg.decode)]
     for a in cfg.annotators:
-        r = get_annotator(a.name)(**a.options).resources().merged(a.resources)
+        annotator = a.build()
+        r = annotator.resources().merged(a.resources)
         asked = r.num_gpus
         if asked and not cluster_gpus:
             log.warning("no GPU visible: %s runs on CPU (num_gpus %.2f -> 0)", a.name, asked)
             r = replace(r, num_gpus=0.0)
-        stages.append(StagePlan(a.name, "actors", r, asked))
+        stages.append(StagePlan(a.name, "actors", r, asked, annotator.models()))
     stages = _autoscale(stages, cluster_gpus)
     stages.append(StagePlan("encode", "tasks", cfg.encode))
     return stages
@@ -196,6 +199,11 @@ def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: floa
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"cluster: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    registry = load_registry()
+    for s in stages:
+        if s.models:
+            lines.append(f"  {s.name} loads " + ", ".join(
+                f"{m} ({registry[m].license}{', cached' if not missing(m) else ', not cached here'})" for m in s.models))
     for name, reason in (skipped or {}).items():
         lines.append(f"  {name}: model missing on this machine, a build here would skip it: {reason}")
     try:
@@ -267,7 +275,7 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
     # Bounded: a poison clip is failed by crashes.py first. Passed as ray_remote_args, which Ray 2.60
     # deprecates for 2.64 without a named retry parameter yet (the lock pins 2.60).
     retries = {"max_retries": RAY_RETRIES}
-    filters = parse_filters(cfg.filters)
+    filters = cfg.filters
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
     ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
@@ -281,7 +289,7 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
                             max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
     for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
         r = stage.resources
-        ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.options,
+        ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.option_values(),
                                                                    "dry_run": dry_run, "counter": counter,
                                                                    "timeout_s": r.timeout_s},
                             batch_size=r.batch_size, num_cpus=r.num_cpus,
@@ -293,16 +301,16 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
         if i in after:
             ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
                         compute=TaskPoolStrategy(size=encode.concurrency), **retries)
-    video = tuple(a.name for a in cfg.annotators if get_annotator(a.name).video)
-    ds = ds.map(partial(encode_row, caption_use=cfg.caption_use, video_modalities=video, dry_run=dry_run),
+    video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
+    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run),
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
     # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
     # encode a whole shard's clips one after another in one task.
-    ds = ds.map_batches(write_shards, batch_size=cfg.shard_max_samples, batch_format="numpy",
-                        fn_kwargs={"out": out, "options": options, "max_samples": cfg.shard_max_samples,
-                                   "max_bytes": cfg.shard_max_bytes, "mtime": mtime},
-                        num_cpus=encode.num_cpus, memory=min(cfg.shard_max_bytes, 4 * 2**30),
+    ds = ds.map_batches(write_shards, batch_size=cfg.shards.max_samples, batch_format="numpy",
+                        fn_kwargs={"out": out, "options": options, "max_samples": cfg.shards.max_samples,
+                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime},
+                        num_cpus=encode.num_cpus, memory=min(cfg.shards.max_bytes, 4 * 2**30),
                         compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     try:
         for row in ds.iter_rows():

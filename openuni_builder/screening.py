@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator
 
 from openuni_builder.clip import Clip, ClipRequest
 from openuni_builder.config import BuildConfig
-from openuni_builder.filters import NearDuplicateFilter, in_phase, parse_filters, run_filters
+from openuni_builder.filters import NearDuplicateFilter, in_phase, run_filters
 from openuni_builder.ledger import Ledger
 from openuni_builder.shards import rejection
 from openuni_builder.video_io import TOO_SHORT
@@ -19,7 +19,7 @@ from openuni_builder.video_io import TOO_SHORT
 def fingerprints(cfg: BuildConfig) -> dict[str, str]:
     """Filter name -> fingerprint of its settings, for every configured filter, plus the built-in
     `too_short` drop, whose setting is the clip spec (a longer spec gives short clips another look)."""
-    prints = {f.name: f.fingerprint for f in parse_filters(cfg.filters)}
+    prints = {f.name: f.fingerprint for f in cfg.filters}
     prints[TOO_SHORT] = f"{cfg.spec.num_frames}@{cfg.spec.fps:g}"
     return prints
 
@@ -40,7 +40,7 @@ def record_rejected(ledger: Ledger, record: Clip | dict[str, Any], prints: dict[
 def prefilter(requests: Iterable[ClipRequest], cfg: BuildConfig, ledger: Ledger) -> tuple[Iterator[ClipRequest], Counter]:
     """Requests that pass the listing filters, streamed, plus the drops by filter recorded on the
     way (written to the ledger; the counter fills as the requests are consumed)."""
-    filters = parse_filters(cfg.filters)
+    filters = cfg.filters
     prints = fingerprints(cfg)
     drops: Counter = Counter()
     listing = in_phase(filters, "listing")
@@ -59,7 +59,7 @@ def prefilter(requests: Iterable[ClipRequest], cfg: BuildConfig, ledger: Ledger)
 def kept_hashes(cfg: BuildConfig, ledger: Ledger) -> list[tuple[str, str]] | None:
     """(key, phash) of every finished clip when near-duplicate screening is configured (the clips
     new ones are compared with), else None."""
-    dedup = next((f for f in parse_filters(cfg.filters) if isinstance(f, NearDuplicateFilter)), None)
+    dedup = next((f for f in cfg.filters if isinstance(f, NearDuplicateFilter)), None)
     if dedup is None:
         return None
     return sorted((row["key"], row["filters"][dedup.name]["phash"]) for row in ledger.iter_done()

@@ -145,22 +145,26 @@ class AnnotatorStage:
                  timeout_s: float | None = None) -> None:
         self.name = name
         self.guard = guard(counter, name, timeout_s)
+        self.load_error: str | None = None
         if dry_run:  # before the annotator exists: some decide their backend by what is cached
             self._tiny_cache = tempfile.TemporaryDirectory(prefix=f"openuni-dry-run-{name}-")
             os.environ[CACHE_ENV] = self._tiny_cache.name  # this actor's own process only
+            try:
+                from openuni_builder.random_models import write_models_for
+
+                write_models_for(get_annotator(name)(**options), "tiny")
+            except Exception as exc:  # every clip then fails with this reason instead of a dead pool
+                self.load_error = f"writing tiny models for {name} failed: {type(exc).__name__}: {exc}"
         self.annotator = get_annotator(name)(**options)
         missing = None if dry_run else self.annotator.unavailable()
         if missing:  # checked where the actor runs: the driver's cache says nothing of this node's
             raise ModelMissingOnNode(f"{name} cannot start on node {_node_name()}: {missing}")
-        self.load_error: str | None = None
         try:
-            if dry_run:
-                from openuni_builder.tiny_models import write_tiny_models_for
-
-                write_tiny_models_for(self.annotator)
-            self.annotator.load()
+            if self.load_error is None:
+                self.annotator.load()
         except Exception as exc:  # every clip then fails with this reason instead of a dead pool
             self.load_error = f"loading {name} failed: {type(exc).__name__}: {exc}"
+        if self.load_error:
             log.error(self.load_error)
         self.provenance = self.annotator.provenance()
         self.node = node_id()

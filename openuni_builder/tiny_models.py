@@ -2,53 +2,22 @@
 
 They use the same classes and the same file layout that `openuni-models pull` produces, so tests
 and `openuni-build --dry-run` exercise the exact loading and inference code of a real build, only
-with untrained weights and small sizes. `write_tiny_model(name)` knows every registered name.
+with untrained weights and small sizes. `WRITERS` covers every registered name; the registry of
+both sizes is `openuni_builder.random_models`.
 """
 
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from openuni_builder.models import ModelEntry, cache_dir, load_registry
+from openuni_builder.models import ModelEntry
 
 SAM2_SIZE = 128  # input side of the tiny SAM2: 4 Hiera stages of stride 4, 8, 16, 32
-
-
-def write_tiny_model(name: str, seed: int = 0, cache: Path | None = None) -> Path:
-    """Write a random-weight `name` into (cache or cache_dir())/name; returns that folder."""
-    entry = load_registry()[name]
-    try:
-        writer = WRITERS[name]
-    except KeyError:
-        raise ValueError(f"no tiny stand-in for model {name!r} ({entry.hub_id})") from None
-    folder = (cache or cache_dir()) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    writer(entry, folder, seed)
-    return folder
-
-
-def write_tiny_models_for(annotator, cache: Path | None = None, max_models: int = 8) -> list[str]:
-    """Write tiny stand-ins for every model `annotator` (an Annotator instance) reports missing.
-
-    Annotators name what they load only through `unavailable()` (which quotes the registered name
-    of the first missing model), so this asks until nothing is missing. Returns the names written.
-    """
-    names = list(load_registry())
-    written: list[str] = []
-    while (reason := annotator.unavailable()) is not None:
-        missing = [n for n in names if re.search(rf"'{re.escape(n)}'", reason) and n not in written]
-        if not missing or len(written) >= max_models:
-            raise RuntimeError(f"cannot make {type(annotator).__name__} available with tiny models: {reason}")
-        write_tiny_model(missing[0], cache=cache)
-        written.append(missing[0])
-    return written
 
 
 def _torchvision_state_dict(entry: ModelEntry, folder: Path, seed: int) -> None:

@@ -17,8 +17,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the dataset card is written and loaded offline
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Before Ray starts, so its workers see it too: the fault-injecting annotator of the crash tests.
-os.environ.setdefault("OPENUNI_ANNOTATORS", "crashing=tests.crashing_annotator:CrashingAnnotator")
+# Before Ray starts, so its workers see them too: the fault-injecting modality of the crash tests
+# and the toy modality of tests/test_modalities.py.
+os.environ.setdefault("OPENUNI_PLUGINS", "tests.crashing_annotator,tests.toy_modality")
 
 from openuni_builder.clip import ClipSpec  # noqa: E402
 from openuni_builder.video_io import encode_mp4  # noqa: E402

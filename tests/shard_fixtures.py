@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 
 from openuni_builder.video_io import encode_mp4
 
@@ -108,7 +108,7 @@ def shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("models")
-    write_tiny_model("all-minilm-l6-v2", cache=cache)
+    write_random_model("all-minilm-l6-v2", cache=cache)
     return cache
 
 

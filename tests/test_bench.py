@@ -62,8 +62,8 @@ def test_bench_pipeline_is_dis_flow_at_the_given_spec(tmp_path):
     spec = ClipSpec(num_frames=9, fps=8.0, height=32, width=48)
     base = load_config(harness.resolve("openuni"))
     cfg = load_config(harness.pipeline_yaml(tmp_path, spec))
-    assert cfg.spec == spec and cfg.shard_max_samples == base.shard_max_samples
-    assert [(a.name, a.options) for a in cfg.annotators] == [("flow", {"backend": "dis"})]
+    assert cfg.spec == spec and cfg.shards == base.shards
+    assert [(a.name, a.options.backend) for a in cfg.annotators] == [("flow", "dis")]
     shared = load_config(harness.pipeline_yaml(tmp_path, spec, cpu_share=0.5))
     assert shared.decode.num_cpus == shared.encode.num_cpus == 0.5
     assert all(a.resources["num_cpus"] == 0.5 for a in shared.annotators)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from annotators import get_annotator
+from openuni_builder import modalities
 from annotators.caption import CaptionAnnotator, sample_indices
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tiny_segcap import two_squares_clip
 
 MODEL = "qwen2.5-vl-7b"
@@ -21,7 +22,7 @@ HUB_IDS = {"qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct", "smolvlm2-256m": "Hug
 def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     for name in HUB_IDS:
-        write_tiny_model(name, cache=root)
+        write_random_model(name, cache=root)
     return root
 
 
@@ -37,7 +38,7 @@ def test_tiny_vlm_captions_a_batch_and_records_settings(cache, monkeypatch, mode
     torch.set_num_threads(1)
     annotator = get_annotator("caption")(model=model, prompt="describe this video in detail", num_frames=4,
                                          max_new_tokens=4, device="cpu")
-    assert annotator.video is False and annotator.unavailable() is None
+    assert not modalities.get("caption").video and annotator.unavailable() is None
     annotator.load()
     outputs = annotator.annotate([_clip(9, 0), _clip(5, 1)])
     assert len(outputs) == 2

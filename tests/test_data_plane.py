@@ -4,7 +4,6 @@ driver receives only a small record per clip. Runs against a real S3-compatible 
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import webdataset as wds
 from openuni_builder import pixelplanes
 
 from openuni_builder.build import BuildOptions, build
-from openuni_builder.location import location, shard_files, webdataset_reads_uris
+from openuni_builder.location import shard_files, webdataset_reads_uris
 from tests import s3_server
 from tests.conftest import numbered_frames, tiny_config
 from openuni_builder.video_io import decode_mp4, encode_mp4

@@ -14,7 +14,8 @@ from annotators.densepose import DensePoseAnnotator, paste_iuv
 from annotators.densepose_rcnn import (DensePoseArch, DensePoseRCNN, detectron2_to_torchvision,
                                        load_densepose_rcnn, read_detectron2_checkpoint)
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
-from openuni_builder.tiny_models import detectron2_densepose_state, tiny_densepose_state, write_tiny_model
+from openuni_builder.random_models import write_random_model
+from openuni_builder.tiny_models import detectron2_densepose_state, tiny_densepose_state
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def d2_state():
-    return tiny_densepose_state()  # what write_tiny_model('densepose-r50-fpn') writes
+    return tiny_densepose_state()  # what write_random_model('densepose-r50-fpn') writes
 
 
 def make_clip(frames):
@@ -87,7 +88,7 @@ def test_key_mapping_puts_every_detectron2_tensor_in_its_module(d2_state):
 
 
 def test_checkpoint_reading_is_safe(tmp_path, d2_state):
-    path = write_tiny_model("densepose-r50-fpn", cache=tmp_path) / "model_final_162be9.pkl"
+    path = write_random_model("densepose-r50-fpn", cache=tmp_path) / "model_final_162be9.pkl"
     state = read_detectron2_checkpoint(path)
     assert state.keys() == d2_state.keys()
     model = load_densepose_rcnn(path)
@@ -132,9 +133,9 @@ def test_paste_composites_lower_box_over_upper():
 def test_annotator_end_to_end(cache, d2_state):
     assert get_annotator("densepose") is DensePoseAnnotator
     assert "densepose-r50-fpn" in DensePoseAnnotator().unavailable()
-    write_tiny_model("densepose-r50-fpn")
+    write_random_model("densepose-r50-fpn")
     assert "rtdetr-r50" in DensePoseAnnotator().unavailable()
-    write_tiny_model("rtdetr-r50")
+    write_random_model("rtdetr-r50")
     ann = DensePoseAnnotator(detection_threshold=0.0, min_size=64, max_size=96, frame_batch_size=2)
     assert ann.unavailable() is None
     ann.load()
@@ -154,8 +155,8 @@ def test_annotator_end_to_end(cache, d2_state):
 
 
 def test_no_person_gives_zero_iuv_and_flag(cache, d2_state):
-    write_tiny_model("densepose-r50-fpn")
-    write_tiny_model("rtdetr-r50")
+    write_random_model("densepose-r50-fpn")
+    write_random_model("rtdetr-r50")
     ann = DensePoseAnnotator(detection_threshold=1.0, min_size=64)
     ann.load()
     out = ann.annotate([make_clip(person_clip())])[0]

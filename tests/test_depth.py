@@ -9,7 +9,7 @@ from annotators import get_annotator
 from annotators.depth import DepthAnnotator
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 
 torch.set_num_threads(1)
 
@@ -58,7 +58,7 @@ def test_missing_model_is_reported_cheaply(cache):
 
 
 def test_disparity_matches_transformers_pipeline(cache):
-    folder = write_tiny_model("depth-anything-v2-small")
+    folder = write_random_model("depth-anything-v2-small")
     square, wide = random_frames(9, 64, 64, seed=1), random_frames(5, 48, 80, seed=2)
     annotator = DepthAnnotator(frame_batch=4, device="cpu")  # 9 frames -> batches of 4, 4, 1
     assert annotator.unavailable() is None
@@ -85,7 +85,7 @@ def test_provenance_names_registry_model_and_revision(cache):
 
 
 def test_half_precision_option_runs(cache):
-    write_tiny_model("depth-anything-v2-small")
+    write_random_model("depth-anything-v2-small")
     annotator = DepthAnnotator(device="cpu", dtype="bfloat16")
     annotator.load()
     (out,) = annotator.annotate([make_clip(random_frames(5, 32, 32, seed=3))])
@@ -100,7 +100,7 @@ def test_bad_options_and_input_raise(cache):
         DepthAnnotator(frame_batch=0)
     with pytest.raises(ValueError, match="dtype"):
         DepthAnnotator(dtype="int8")
-    write_tiny_model("depth-anything-v2-small")
+    write_random_model("depth-anything-v2-small")
     annotator = DepthAnnotator(device="cpu")
     with pytest.raises(RuntimeError, match="before load"):
         annotator.annotate([make_clip(random_frames(5, 32, 32, seed=4))])

@@ -11,7 +11,7 @@ import pytest
 from openuni_builder.build import BuildError, BuildOptions, build
 from openuni_builder.sources import base as source_base
 from openuni_builder.sources.base import VideoIndex, read_table
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tests.conftest import numbered_frames, tiny_config, write_video
 
 
@@ -54,7 +54,7 @@ def test_video_index_walks_the_tree_once(tmp_path, monkeypatch):
 def test_a_node_without_the_model_fails_at_start_naming_node_and_model(tmp_path, ray_local, monkeypatch):
     """The driver's cache has the model, the workers' (ray_model_cache) does not."""
     driver_cache = tmp_path / "driver-cache"
-    write_tiny_model("depth-anything-v2-small", cache=driver_cache)
+    write_random_model("depth-anything-v2-small", cache=driver_cache)
     monkeypatch.setenv("OPENUNI_MODEL_CACHE", str(driver_cache))
     write_video(tmp_path / "v.mp4", numbered_frames(30, 48, 64), 25.0)
     (tmp_path / "clips.jsonl").write_text(json.dumps({"path": str(tmp_path / "v.mp4")}))

@@ -11,7 +11,7 @@ from annotators.entity_seg import EntitySegAnnotator, Segment, entity_meta
 from annotators.mask2former_sam2 import PanopticSegmenter, propagate_entities
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable, model_dir
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tiny_segcap import two_squares_clip
 
 SEGMENTER, TRACKER = "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny"
@@ -20,8 +20,8 @@ SEGMENTER, TRACKER = "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny"
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    write_tiny_model(SEGMENTER, cache=root)
-    write_tiny_model(TRACKER, cache=root)
+    write_random_model(SEGMENTER, cache=root)
+    write_random_model(TRACKER, cache=root)
     return root
 
 

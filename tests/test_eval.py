@@ -18,7 +18,7 @@ from openuni_builder.clip import ClipSpec
 from openuni_builder.eval import evaluate, main, read_samples, score_depth, score_flow, score_seg
 from openuni_builder.metrics import epe
 from openuni_builder.synthetic import load_gt, render
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from openuni_builder.video_io import cut_clip
 from tests.conftest import numbered_frames, tiny_config, write_video
 
@@ -40,7 +40,7 @@ def synthetic_build(tmp_path_factory, ray_local, ray_model_cache) -> Path:
         "  depth: {device: cpu, resources: {num_cpus: 0.5}}\n"
         "  flow: {backend: dis, resources: {num_cpus: 0.5}}\n"
         "stages:\n  decode: {num_cpus: 0.5, concurrency: 2}\n  encode: {num_cpus: 0.5, concurrency: 2}\n")
-    write_tiny_model(DEPTH_MODEL)
+    write_random_model(DEPTH_MODEL)
     try:
         code = build_main(["--source", "synthetic", "--limit", str(CLIPS), "--shards", str(tmp / "out"),
                            "--config", str(config), "--no-progress", "--require-all", "--strict"])

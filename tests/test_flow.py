@@ -9,7 +9,7 @@ from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
 from annotators.flow import FlowAnnotator, resize_flow
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import model_file
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ def run(annotator: FlowAnnotator, frames: np.ndarray) -> np.ndarray:
 
 
 def test_raft_matches_torchvision_with_documented_transforms(cache):
-    write_tiny_model("raft-small")
+    write_random_model("raft-small")
     frames = moving_texture(5, 128, 128, dx=2, dy=1)
     flow = run(FlowAnnotator(backend="raft", num_flow_updates=3, frame_batch=3, device="cpu"), frames)
 
@@ -57,14 +57,14 @@ def test_raft_matches_torchvision_with_documented_transforms(cache):
 
 
 def test_raft_pads_odd_sizes_and_crops_back(cache):
-    write_tiny_model("raft-small")
+    write_random_model("raft-small")
     frames = moving_texture(5, 60, 76, dx=1, dy=0)  # neither a multiple of 8 nor RAFT's 128 minimum
     flow = run(FlowAnnotator(backend="raft", num_flow_updates=2, device="cpu"), frames)
     assert flow.shape == (4, 60, 76, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
 
 
 def test_auto_uses_raft_when_cached_and_says_so(cache):
-    write_tiny_model("raft-small")
+    write_random_model("raft-small")
     annotator = FlowAnnotator(device="cpu")
     assert annotator.backend == "raft" and annotator.unavailable() is None
     prov = annotator.provenance()

@@ -11,7 +11,7 @@ import pytest
 
 from openuni_builder.models import ModelEntry, ModelUnavailable, load_registry, model_dir
 from openuni_builder.models_cli import check_files, main
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_registry_pins_every_model_and_its_files():
 
 
 def test_list_shows_profile_and_cache_status(cache, capsys):
-    write_tiny_model("raft-small")
+    write_random_model("raft-small")
     (cache / "depth-anything-v2-small").mkdir()
     (cache / "depth-anything-v2-small" / "config.json").write_text("{}")
     assert main(["list"]) == 0
@@ -57,10 +57,10 @@ def test_list_shows_profile_and_cache_status(cache, capsys):
 
 def test_verify_hashes_cached_files(cache, capsys):
     assert main(["verify"]) == 0  # nothing cached: nothing to fail
-    write_tiny_model("depth-anything-v2-small")
+    write_random_model("depth-anything-v2-small")
     assert main(["verify", "depth-anything-v2-small"]) == 0
     assert "model.safetensors: present (no pinned sha256)" in capsys.readouterr().out
-    write_tiny_model("raft-small")  # random weights cannot match torchvision's pinned hash prefix
+    write_random_model("raft-small")  # random weights cannot match torchvision's pinned hash prefix
     assert main(["verify"]) == 1
     assert "raft-small/raft_small_C_T_V2-01064c6d.pth: MISMATCH" in capsys.readouterr().out
     assert main(["verify", "raft-large"]) == 1  # named and not cached
@@ -95,7 +95,7 @@ def test_pull_of_a_cached_model_needs_no_network(cache, capsys, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    write_tiny_model("depth-anything-v2-small")
+    write_random_model("depth-anything-v2-small")
     assert main(["pull", "--profile", "lite"]) == 1  # raft-small is not cached and cannot be fetched
     out = capsys.readouterr()
     assert f"depth-anything-v2-small: {cache / 'depth-anything-v2-small'}" in out.out

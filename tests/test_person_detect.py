@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tiny_humans import person_clip
 from transformers import RTDetrForObjectDetection, RTDetrImageProcessor
 
@@ -66,7 +66,7 @@ def test_unavailable_names_model_without_loading(cache):
 
 
 def test_detections_equal_reference_pipeline(cache):
-    path = write_tiny_model("rtdetr-r50")
+    path = write_random_model("rtdetr-r50")
     frames = person_clip()
     detector = PersonDetector("rtdetr-r50", threshold=0.0, batch_size=2)
     assert detector.unavailable() is None
@@ -89,7 +89,7 @@ def test_detections_equal_reference_pipeline(cache):
 
 
 def test_bad_frames_raise(cache):
-    write_tiny_model("rtdetr-r50")
+    write_random_model("rtdetr-r50")
     detector = PersonDetector("rtdetr-r50")
     detector.load()
     with pytest.raises(ValueError, match="uint8"):

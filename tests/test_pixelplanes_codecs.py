@@ -164,7 +164,7 @@ def test_densepose_refuses_bad_parts():
 
 
 def test_unknown_modality():
-    with pytest.raises(KeyError, match="no Pixelplanes codec"):
+    with pytest.raises(KeyError, match="unknown modality"):
         pixelplanes.encode("audio", {}, 1)
 
 

@@ -48,7 +48,7 @@ def test_bundled_pipelines_fit_one_gpu_with_raft_flow(pipeline):
     from pipelines import resolve
 
     cfg = load_config(resolve(pipeline))
-    cfg = replace(cfg, annotators=tuple(replace(a, options={**a.options, "backend": "raft"}) if a.name == "flow"
+    cfg = replace(cfg, annotators=tuple(replace(a, options=replace(a.options, backend="raft")) if a.name == "flow"
                                         else a for a in cfg.annotators))
     stages = {s.name: s for s in plan(cfg, 16, 1)}
     assert stages["flow"].resources.num_gpus == pytest.approx(0.1)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tiny_humans import person_clip
 from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
@@ -53,15 +53,15 @@ def test_registered_and_unavailable_without_models(cache):
     assert get_annotator("skeleton") is SkeletonAnnotator
     reason = SkeletonAnnotator().unavailable()
     assert "vitpose-base" in reason and "openuni-models pull vitpose-base" in reason
-    write_tiny_model("vitpose-base")
+    write_random_model("vitpose-base")
     assert "rtdetr-r50" in SkeletonAnnotator().unavailable()
-    write_tiny_model("rtdetr-r50")
+    write_random_model("rtdetr-r50")
     assert SkeletonAnnotator().unavailable() is None
 
 
 def test_keypoints_equal_reference_vitpose_pipeline(cache):
-    write_tiny_model("rtdetr-r50")
-    path = write_tiny_model("vitpose-base")
+    write_random_model("rtdetr-r50")
+    path = write_random_model("vitpose-base")
     frames = person_clip()
     ann = SkeletonAnnotator(detection_threshold=0.0, pose_batch_size=3, keypoint_threshold=0.0)  # several groups
     ann.load()
@@ -92,8 +92,8 @@ def test_keypoints_equal_reference_vitpose_pipeline(cache):
 
 
 def test_no_person_gives_zero_frames_and_flag(cache):
-    write_tiny_model("rtdetr-r50")
-    write_tiny_model("vitpose-base")
+    write_random_model("rtdetr-r50")
+    write_random_model("vitpose-base")
     ann = SkeletonAnnotator(detection_threshold=1.0)  # no sigmoid score exceeds 1
     ann.load()
     out = ann.annotate([make_clip(person_clip())])[0]
@@ -104,8 +104,8 @@ def test_no_person_gives_zero_frames_and_flag(cache):
 def test_bad_options_and_frames(cache):
     with pytest.raises(ValueError, match="backend"):
         SkeletonAnnotator(backend="openpose")
-    write_tiny_model("rtdetr-r50")
-    write_tiny_model("vitpose-base")
+    write_random_model("rtdetr-r50")
+    write_random_model("vitpose-base")
     ann = SkeletonAnnotator()
     ann.load()
     with pytest.raises(ValueError, match="uint8"):

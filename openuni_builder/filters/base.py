@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from openuni_builder.clip import Clip
+from openuni_builder.modalities import modalities
 
 PHASES = ("listing", "probe", "content", "annotated")
-HUMAN_MODALITIES = ("skeleton", "densepose")
+# Modalities made only where people are: the `person` filter's evidence (their records say so).
+HUMAN_MODALITIES = tuple(m.name for m in modalities().values() if m.human)
 
 
 class FilterConfigError(ValueError):

@@ -12,26 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from openuni_builder import modalities
 from openuni_builder.pixelplanes.base import Codec, NotInvertible
-from openuni_builder.pixelplanes.densepose import DensePoseCodec
-from openuni_builder.pixelplanes.depth import DepthCodec
-from openuni_builder.pixelplanes.flow import FlowCodec
-from openuni_builder.pixelplanes.seg import SegCodec
-from openuni_builder.pixelplanes.skeleton import SkeletonCodec, coco17_to_openpose18
-from openuni_builder.pixelplanes.storage import (DEFAULT_STORAGE, RAW_DTYPES, STORAGES, load_raw,
-                                                 save_raw, storage)
+from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
+from openuni_builder.pixelplanes.storage import STORAGES, load_raw, save_raw, storage
 
-CODECS: dict[str, Codec] = {c.name: c for c in (DepthCodec(), FlowCodec(), SegCodec(),
-                                                SkeletonCodec(), DensePoseCodec())}
-
-__all__ = ["CODECS", "Codec", "DEFAULT_STORAGE", "NotInvertible", "RAW_DTYPES", "STORAGES",
-           "coco17_to_openpose18", "decode", "encode", "load_raw", "save_raw", "storage"]
+__all__ = ["Codec", "NotInvertible", "STORAGES", "codec", "coco17_to_openpose18", "decode", "encode", "load_raw",
+           "save_raw", "storage"]
 
 
-def _codec(modality: str) -> Codec:
-    if modality not in CODECS:
-        raise KeyError(f"no Pixelplanes codec for {modality!r}; known: {', '.join(CODECS)}")
-    return CODECS[modality]
+def codec(modality: str) -> Codec:
+    """The Pixelplanes codec of `modality` (its record names it)."""
+    return modalities.get(modality).codec_instance()
 
 
 def encode(modality: str, raw: dict[str, np.ndarray], num_frames: int,
@@ -42,7 +34,7 @@ def encode(modality: str, raw: dict[str, np.ndarray], num_frames: int,
     not carry the frame size), every other codec checks its frames against `size` when given, so
     callers can pass the clip's size to all of them; the seg codec takes `seed`.
     """
-    frames, params = _codec(modality).encode(raw, num_frames, **options)
+    frames, params = codec(modality).encode(raw, num_frames, **options)
     if frames.shape[0] != num_frames or frames.dtype != np.uint8:
         raise RuntimeError(f"{modality} codec returned {frames.shape} {frames.dtype}")
     size = options.get("size")
@@ -54,4 +46,4 @@ def encode(modality: str, raw: dict[str, np.ndarray], num_frames: int,
 
 def decode(modality: str, frames: np.ndarray, params: dict) -> dict[str, np.ndarray]:
     """Raw arrays back from a Pixelplanes video; raises NotInvertible for the skeleton."""
-    return _codec(modality).decode(frames, params)
+    return codec(modality).decode(frames, params)

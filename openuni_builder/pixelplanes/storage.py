@@ -1,7 +1,7 @@
 """How Pixelplanes videos and raw sidecars are stored.
 
-Videos: the measured storage choices (bench/pixelplanes_storage.py, table in docs/PIXELPLANES.md)
-and the default per modality picked from those numbers. Sidecars: one compressed npz per
+Videos: the measured storage choices (bench/pixelplanes_storage.py, table in docs/PIXELPLANES.md);
+each modality's record (`openuni_builder.modalities`) names its default, picked from those numbers. Sidecars: one compressed npz per
 modality with each known array cast to its compact lossless-enough dtype.
 """
 
@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from openuni_builder.modalities import get, modalities
 from openuni_builder.video_io import VideoEncoding
 
 STORAGES: dict[str, VideoEncoding] = {
@@ -23,24 +24,20 @@ STORAGES: dict[str, VideoEncoding] = {
     "x264rgb_lossless_fast": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="superfast"),
     "ffv1": VideoEncoding("ffv1", "bgr0", crf=None, preset=None),
 }
-# Flow takes the fast preset: on the 7 bundled sample clips it encodes in 1/3 of medium's CPU
-# (0.69 vs 2.15 s) for 4.7% more video bytes, which are small next to the flow sidecar, and the
-# encode is a flow build's CPU bottleneck (docs/BENCHMARKS.md). Depth, whose video is as large as
-# its sidecar, keeps medium.
-DEFAULT_STORAGE: dict[str, str] = {**{m: "x264rgb_lossless" for m in ("depth", "seg", "skeleton", "densepose")},
-                                   "flow": "x264rgb_lossless_fast"}
 
-# Sidecar dtype of each raw array the annotators produce (docs/PIXELPLANES.md, "Raw sidecars").
-RAW_DTYPES: dict[str, np.dtype] = {
-    "disparity": np.dtype(np.float16),
-    "ids": np.dtype(np.uint16),
-    "keypoints": np.dtype(np.float32),
-    "iuv": np.dtype(np.uint8),
-}
-# Arrays stored in fixed point: round(value * scale) as int16. Flow uses KITTI's convention,
-# 1/64 px steps (error <= 1/128 px, far below any estimator's) within +-512 px: 2.3x smaller
-# compressed than float16 on real flow, whose noisy mantissas barely compress.
-FIXED_POINT: dict[str, int] = {"flow": 64}
+
+def raw_dtypes() -> dict[str, np.dtype]:
+    """Sidecar dtype of each raw array key the registered modalities produce (their records'
+    `raw`; docs/PIXELPLANES.md, "Raw sidecars"), fixed-point keys left out."""
+    return {key: np.dtype(dtype) for m in modalities().values() for key, dtype in m.raw.items()
+            if key not in m.fixed_point}
+
+
+def fixed_point() -> dict[str, int]:
+    """Raw keys stored as round(value * scale) int16, with their scale (the records' `fixed_point`)."""
+    return {key: scale for m in modalities().values() for key, scale in m.fixed_point.items()}
+
+
 # Deflate level of the npz: 1 is 3.8x faster than numpy's savez_compressed (level 6) on a real
 # 49-frame 256² flow sidecar (0.15 s vs 0.57 s) for 14% more bytes (4.9 vs 4.3 MB); the encode
 # stage is the CPU bottleneck of a build (docs/BENCHMARKS.md), so speed wins.
@@ -49,9 +46,10 @@ RAW_COMPRESSLEVEL = 1
 
 def storage(modality: str, choice: str | None = None) -> VideoEncoding:
     """The VideoEncoding for a modality's Pixelplanes video: `choice` or the measured default."""
-    if modality not in DEFAULT_STORAGE:
-        raise KeyError(f"unknown modality {modality!r}; known: {', '.join(DEFAULT_STORAGE)}")
-    name = choice or DEFAULT_STORAGE[modality]
+    default = get(modality).storage
+    if default is None:
+        raise KeyError(f"modality {modality!r} has no Pixelplanes video")
+    name = choice or default
     if name not in STORAGES:
         raise KeyError(f"unknown Pixelplanes storage {name!r}; known: {', '.join(STORAGES)}")
     return STORAGES[name]
@@ -64,12 +62,12 @@ def save_raw(raw: dict[str, np.ndarray]) -> bytes:
     Refuses casts that would change values: integers out of the target range, floats that
     overflow float16.
     """
-    arrays = {}
+    arrays, dtypes, fixed = {}, raw_dtypes(), fixed_point()
     for key, value in raw.items():
         arr = np.asarray(value)
-        want = RAW_DTYPES.get(key)
-        if key in FIXED_POINT:
-            arr = _to_fixed(key, arr, FIXED_POINT[key])
+        want = dtypes.get(key)
+        if key in fixed:
+            arr = _to_fixed(key, arr, fixed[key])
         elif want is not None and arr.dtype != want:
             arr = _cast(key, arr, want)
         arrays[key] = arr
@@ -89,9 +87,10 @@ def write_npz(target: str | Path | BinaryIO, arrays: dict[str, np.ndarray], leve
 
 def load_raw(data: bytes) -> dict[str, np.ndarray]:
     """The arrays of a sidecar written by `save_raw` (no pickles)."""
+    fixed = fixed_point()
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {key: npz[key].astype(np.float32) / FIXED_POINT[key]
-                if key in FIXED_POINT and npz[key].dtype == np.int16 else npz[key] for key in npz.files}
+        return {key: npz[key].astype(np.float32) / fixed[key]
+                if key in fixed and npz[key].dtype == np.int16 else npz[key] for key in npz.files}
 
 
 def _to_fixed(key: str, arr: np.ndarray, scale: int) -> np.ndarray:

@@ -19,11 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from openuni_builder.location import location
+from openuni_builder.modalities import modalities
 from openuni_builder.trainer.data import iter_samples
 from openuni_builder.video_io import probe
 
-UNITYVIDEO_NAMES = {"depth": "depth", "densepose": "densepose", "flow": "raft", "seg": "segmentation",
-                    "skeleton": "skeleton"}
+# Our modality name -> UnityVideo's (its CSV and column), from the modality records.
+UNITYVIDEO_NAMES = {m.name: m.export_name for m in modalities().values() if m.export_name}
 
 
 def export_unityvideo(build: str | Path, dest: str | Path, absolute: bool = False) -> dict[str, Path]:

@@ -21,7 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODALITIES = ("depth", "flow", "densepose", "skeleton", "seg")
+from openuni_builder.modalities import trainable
+
+# The trainable modalities in switcher-slot order (their records' `trainer_index`).
+MODALITIES = tuple(m.name for m in trainable())
 Context = tuple[torch.Tensor, torch.Tensor]  # text token states (B, L, D) and mask (B, L), True = token
 
 

