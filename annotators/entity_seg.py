@@ -11,7 +11,8 @@ Where masks overlap, the entity with the highest SAM2 mask logit takes the pixel
 entity claims (every logit <= 0) is background 0. Ids are assigned once, in order of
 appearance, and never renumbered: raw `{"ids": uint16 (T, H, W)}`.
 
-This module holds the options, the segment selection and the per-clip facts; the models
+This module holds the options; the segments, their selection and the per-clip facts are in
+`annotators.entities` (shared with the models' module, which must not import this one); the models
 (`annotators.mask2former_sam2`) are imported by `load()` and `device`/`dtype` stay option strings
 until then, because the driver builds every annotator only to check its models and resources,
 and that must not import torch and transformers (seconds and hundreds of MB on every build).
@@ -25,42 +26,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from annotators.base import Annotator, Resources
+from annotators.entities import entity_meta, select_segments
 from annotators.torch_device import pick_device, pick_dtype
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.models import load_registry, model_dir
 
 if TYPE_CHECKING:
     from annotators.mask2former_sam2 import PanopticSegmenter
-
-MAX_ID = np.iinfo(np.uint16).max
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One keyframe segment: a boolean (H, W) mask and its class label when the segmenter has one."""
-
-    mask: np.ndarray
-    label: str | None = None
-
-
-def select_segments(segments: list[Segment], min_area: float, max_count: int) -> list[Segment]:
-    """Drop segments smaller than `min_area` (fraction of the frame), keep the `max_count` largest.
-
-    Specks are not worth a SAM2 track, and every track costs a decoder pass per frame, so a
-    keyframe contributes at most `max_count` segments (the option `max_segments`).
-    """
-    kept = [s for s in segments if s.mask.mean() >= min_area]
-    return sorted(kept, key=lambda s: -int(s.mask.sum()))[:max_count]
-
-
-def entity_meta(ids: np.ndarray, labels: dict[int, str | None]) -> dict[str, Any]:
-    """Per-clip facts: entity count, and each entity's label, mean area fraction, first frame."""
-    counts = np.bincount(ids.ravel(), minlength=MAX_ID + 1)
-    present = [int(i) for i in np.flatnonzero(counts) if i]
-    entities = [{"id": i, "label": labels.get(i), "area": round(float(counts[i]) / ids.size, 6),
-                 "first_frame": int(np.argmax((ids == i).any(axis=(1, 2))))} for i in present]
-    return {"num_entities": len(entities), "entities": entities}
-
 
 @dataclass(frozen=True)
 class EntitySegOptions:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from annotators.entity_seg import MAX_ID, Segment
+from annotators.entities import MAX_ID, Segment
 
 
 class PanopticSegmenter:

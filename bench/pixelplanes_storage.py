@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pixelplanes_default modality={modality} storage={min(lossless, key=lossless.get)} "
               f"configured={get(modality).storage}")
     if args.preview:
-        from openuni_builder.previews import contact_sheet, save_png
+        from openuni_builder.publish.previews import contact_sheet, save_png
         save_png(args.preview, contact_sheet(rgb, planes))
         print(f"pixelplanes_preview path={args.preview}")
 

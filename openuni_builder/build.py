@@ -27,7 +27,7 @@ import ray
 from tqdm import tqdm
 from upath import UPath
 
-from openuni_builder.card import publish
+from openuni_builder.publish.card import publish
 from openuni_builder.config import BuildConfig, load_config
 from openuni_builder.filters import schedule
 from openuni_builder.ledger import Ledger

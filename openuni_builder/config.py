@@ -17,7 +17,6 @@ import yaml
 
 from annotators import get_annotator
 from annotators.base import Annotator, Resources
-from openuni_builder.balance import BalanceConfig
 from openuni_builder.clip import ClipSpec
 from openuni_builder.filters import Filter, parse_filters
 from openuni_builder.typed import parse_fields
@@ -29,6 +28,56 @@ CAPTION_CHOICES = ("source", "generated")
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message says which key and why."""
+
+
+#: Balancing bucket keys (openuni_builder/publish/balance.py says what each means).
+KEYS = ("source", "content", "motion")
+
+
+class BalanceError(ValueError):
+    """A balance config or build that cannot be balanced; the message says why."""
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    target: int | None = None
+    quotas: dict[str, int] = field(default_factory=dict)
+    keys: tuple[str, ...] = KEYS
+    motion_thresholds: tuple[float, ...] = (0.5, 2.0)
+    motion_labels: tuple[str, ...] = ("static", "moderate", "dynamic")
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, block: dict[str, Any]) -> "BalanceConfig":
+        """From the pipeline YAML's `balance:` block (target, quotas, keys, motion, seed)."""
+        block = dict(block or {})
+        unknown = set(block) - {"target", "quotas", "keys", "motion", "seed"}
+        if unknown:
+            raise BalanceError(f"balance: unknown keys {sorted(unknown)}; allowed: target, quotas, keys, motion, seed")
+        motion = dict(block.get("motion") or {})
+        if set(motion) - {"thresholds", "labels"}:
+            raise BalanceError(f"balance.motion: allowed keys are thresholds, labels; got {sorted(motion)}")
+        thresholds = tuple(float(t) for t in motion.get("thresholds", cls.motion_thresholds))
+        labels = tuple(str(x) for x in motion.get(
+            "labels", cls.motion_labels if "thresholds" not in motion else [f"motion{i}" for i in range(len(thresholds) + 1)]))
+        cfg = cls(target=None if block.get("target") is None else int(block["target"]),
+                  quotas={str(k): int(v) for k, v in (block.get("quotas") or {}).items()},
+                  keys=tuple(block.get("keys", KEYS)), motion_thresholds=thresholds, motion_labels=labels,
+                  seed=int(block.get("seed", 0)))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if set(self.keys) - set(KEYS) or not self.keys:
+            raise BalanceError(f"balance.keys must be a non-empty subset of {KEYS}, got {list(self.keys)}")
+        if (self.target is None) == (not self.quotas):
+            raise BalanceError("balance needs exactly one of `target` (split evenly over buckets) or `quotas`")
+        if self.target is not None and self.target < 0 or any(q < 0 for q in self.quotas.values()):
+            raise BalanceError("balance target and quotas must be >= 0")
+        if list(self.motion_thresholds) != sorted(self.motion_thresholds):
+            raise BalanceError(f"balance.motion.thresholds must increase, got {list(self.motion_thresholds)}")
+        if len(self.motion_labels) != len(self.motion_thresholds) + 1:
+            raise BalanceError("balance.motion.labels needs one label more than thresholds")
 
 
 @dataclass(frozen=True)

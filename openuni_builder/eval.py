@@ -11,9 +11,7 @@ annotator's error. Metrics and their conventions: docs/EVAL.md.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -22,7 +20,7 @@ import webdataset as wds
 from upath import UPath
 
 from openuni_builder import pixelplanes
-from openuni_builder.location import local_file, location, shard_files, webdataset_reads_uris, write_bytes_atomic
+from openuni_builder.location import local_file, location, shard_files, webdataset_reads_uris
 from openuni_builder.metrics import depth_metrics, epe, miou
 from openuni_builder.synthetic import load_gt
 from openuni_builder.video_io import decode_mp4
@@ -182,42 +180,3 @@ def format_table(report: dict[str, Any]) -> str:
     if report["not_evaluated"]:
         lines.append(f"not evaluated (no ground truth): {', '.join(report['not_evaluated'])}")
     return "\n".join(lines)
-
-
-EPILOG = """examples:
-  openuni-build --source synthetic --shards out/ --config openuni   # 4 clips with exact ground truth
-  openuni-eval out/                  # table: per clip and mean, per modality, raw and video
-  openuni-eval out/ --format json    # the same report as JSON
-
-Scores depth (AbsRel, d<1.25 after per-clip scale-and-shift alignment of disparity), flow (EPE,
-all and non-occluded pixels) and seg (entity mIoU) for the synthetic clips of a build; other
-samples and modalities are counted but not scored. The report is also written to OUT/eval.json.
-Metric definitions and measured numbers: docs/EVAL.md.
-"""
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="openuni-eval", description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", metavar="OUT", help="build directory or URI (the --shards OUT of openuni-build)")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="print a table (default) or the JSON report; OUT/eval.json is written either way")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        report = evaluate(args.out)
-    except EvalError as exc:
-        print(f"openuni-eval: error: {exc}", file=sys.stderr)
-        return 2
-    text = json.dumps(report, indent=2)
-    written = location(args.out) / "eval.json"
-    write_bytes_atomic(written, (text + "\n").encode())
-    print(text if args.format == "json" else format_table(report) + f"\nwritten: {written}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -200,10 +200,11 @@ def format_plan(stages: list[StagePlan], cluster_cpus: float, cluster_gpus: floa
     lines = [f"cluster: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     registry = load_registry()
-    for s in stages:
-        if s.models:
-            lines.append(f"  {s.name} loads " + ", ".join(
-                f"{m} ({registry[m].license}{', cached' if not missing(m) else ', not cached here'})" for m in s.models))
+    if any(s.models for s in stages):
+        lines.append("models (what each annotator declares it loads):")
+    for s in (s for s in stages if s.models):
+        lines.append(f"    {s.name}: " + ", ".join(
+            f"{m} ({registry[m].license}, {'cached' if not missing(m) else 'not cached here'})" for m in s.models))
     for name, reason in (skipped or {}).items():
         lines.append(f"  {name}: model missing on this machine, a build here would skip it: {reason}")
     try:

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import webdataset as wds
 
-from openuni_builder.balance import BalanceConfig, BalanceError, balance, bucket_of, main, quotas, select
+from openuni_builder.commands.balance import main
+from openuni_builder.config import BalanceConfig, BalanceError
+from openuni_builder.publish.balance import balance, bucket_of, quotas, select
 
 
 def row(key: str, source: str = "koala36m", human: bool | None = None, motion: float | None = None) -> dict:
@@ -133,7 +135,7 @@ def test_balance_copies_chosen_samples_byte_for_byte(tmp_path):
 def test_openuni_balance_cli(tmp_path, monkeypatch, capsys):
     fake_build(tmp_path)
     written = []
-    monkeypatch.setattr("openuni_builder.card.write_card", lambda out, shards=None: written.append(out))
+    monkeypatch.setattr("openuni_builder.publish.card.write_card", lambda out, shards=None: written.append(out))
     assert main([str(tmp_path), "--target", "4", "--motion-thresholds", "5", "--keys", "motion"]) == 0
     report = json.loads((tmp_path / "balance.json").read_text())
     assert {b: (v["before"], v["after"]) for b, v in report["buckets"].items()} == {"motion0": (5, 2), "motion1": (7, 2)}

@@ -141,7 +141,7 @@ def test_the_driver_receives_well_under_10kb_per_sample(tmp_path, ray_local):
 
 def test_eval_balance_export_and_train_read_a_build_at_a_uri(tmp_path, ray_local, s3, monkeypatch):
     """The readers take a URI where they take a folder, configured the standard way (AWS_*)."""
-    from openuni_builder.balance import main as balance_main
+    from openuni_builder.commands.balance import main as balance_main
     from openuni_builder.eval import evaluate
     from openuni_builder.trainer.data import DataConfig, iter_samples, load_sample
     from openuni_builder.trainer.export import export_unityvideo

@@ -109,7 +109,7 @@ def test_a_clip_that_hangs_is_timed_out(tmp_path, ray_local):
 
 
 def test_the_index_is_written_and_summarised_a_batch_at_a_time(tmp_path):
-    from openuni_builder.index_summary import IndexSummary
+    from openuni_builder.publish.index_summary import IndexSummary
     from openuni_builder.shards import write_index
 
     rows = [{"key": f"k{i}", "shard": f"s{i // 3}.tar", "source": "koala36m" if i % 2 else "panda70m",
@@ -122,6 +122,6 @@ def test_the_index_is_written_and_summarised_a_batch_at_a_time(tmp_path):
     assert summary.samples == 7 and summary.per_source == {"koala36m": 3, "panda70m": 4}
     assert summary.mean_bytes("mp4") == 30 and list(summary.series["motion.mean"]) == [0.5 * i for i in range(7)]
     assert list(summary.scores["clarity"]) == [i / 10 for i in range(7)]
-    from openuni_builder.balance import read_index
+    from openuni_builder.publish.balance import read_index
 
     assert [r["key"] for r in read_index(tmp_path)] == [f"k{i}" for i in range(7)]  # readers see the same index

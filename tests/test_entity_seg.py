@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from annotators import get_annotator
-from annotators.entity_seg import EntitySegAnnotator, Segment, entity_meta
+from annotators.entities import Segment, entity_meta
+from annotators.entity_seg import EntitySegAnnotator
 from annotators.mask2former_sam2 import PanopticSegmenter, propagate_entities
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable, model_dir

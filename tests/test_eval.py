@@ -15,7 +15,8 @@ from annotators.flow import DisFlow
 from openuni_builder import pixelplanes
 from openuni_builder.cli import main as build_main
 from openuni_builder.clip import ClipSpec
-from openuni_builder.eval import evaluate, main, read_samples, score_depth, score_flow, score_seg
+from openuni_builder.commands.eval import main
+from openuni_builder.eval import evaluate, read_samples, score_depth, score_flow, score_seg
 from openuni_builder.metrics import epe
 from openuni_builder.synthetic import load_gt, render
 from openuni_builder.random_models import write_random_model

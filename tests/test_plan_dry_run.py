@@ -51,6 +51,7 @@ def test_plan_prints_stages_and_packing_without_running(tmp_path, capsys):
     assert "GPU 0: caption x1  (1 of 1)" in text and "GPU 1: seg x1, depth x1  (0.75 of 1)" in text
     assert "GPU 2: densepose x1, skeleton x1  (0.75 of 1)" in text
     assert "model missing on this machine" in text  # shown, not dropped
+    assert "    depth: depth-anything-v2-small (Apache-2.0, not cached here)" in text  # Annotator.models()
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  ")}
     assert rows["depth"][1:8] == ["actors", "0.25", "0.25", "2", "1", "4", "0.25"]
     assert not out.exists()  # nothing ran

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from openuni_builder import pixelplanes
-from openuni_builder.previews import (GAP, HEADER, LABEL_WIDTH, contact_sheet, main,
-                                      sample_contact_sheet, save_png)
+from openuni_builder.commands.previews import main
+from openuni_builder.publish.previews import GAP, HEADER, LABEL_WIDTH, contact_sheet, sample_contact_sheet, save_png
 from openuni_builder.video_io import encode_mp4
 
 T, H, W = 9, 32, 48

@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from openuni_builder.models import ModelUnavailable
+from openuni_builder.commands import sample as sample_cli
+from openuni_builder.commands import train as train_cli
 from openuni_builder.trainer import export, sample, train
 from openuni_builder.trainer.data import DataConfig, collate, iter_samples, load_sample
 from openuni_builder.trainer.flow import generate
@@ -141,7 +143,7 @@ def write_config(tmp_path: Path, **overrides) -> Path:
 
 def test_train_cli_checkpoints_and_resumes(shards, tiny_cache, tmp_path, capsys):
     config, out = write_config(tmp_path), tmp_path / "run"
-    train.main(["--shards", str(shards), "--config", str(config), "--out", str(out), "--steps", "3"])
+    train_cli.main(["--shards", str(shards), "--config", str(config), "--out", str(out), "--steps", "3"])
     first = torch.load(out / "checkpoint.pt", weights_only=False)
     assert first["step"] == 3
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -155,7 +157,7 @@ def test_train_cli_checkpoints_and_resumes(shards, tiny_cache, tmp_path, capsys)
         assert torch.equal(resumed.ema.state_dict()[name], value), name
     assert not torch.equal(resumed.ema.module.final.linear.weight, torch.zeros_like(resumed.ema.module.final.linear.weight))
 
-    train.main(["--shards", str(shards), "--config", str(config), "--out", str(out), "--steps", "5"])
+    train_cli.main(["--shards", str(shards), "--config", str(config), "--out", str(out), "--steps", "5"])
     assert "resumed from" in capsys.readouterr().out
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 5
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
@@ -177,13 +179,13 @@ def checkpoint(shards, model_cache, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENUNI_MODEL_CACHE", str(model_cache))
         out = tmp_path_factory.mktemp("run")
-        train.main(["--shards", str(shards), "--config", str(write_config(out)), "--out", str(out), "--steps", "2"])
+        train_cli.main(["--shards", str(shards), "--config", str(write_config(out)), "--out", str(out), "--steps", "2"])
     return out / "checkpoint.pt"
 
 
 @pytest.mark.parametrize("task", ["cond", "est", "joint"])
 def test_sample_cli_writes_side_by_side_videos(checkpoint, shards, tiny_cache, tmp_path, task):
-    paths = sample.write_samples(sample.parser().parse_args(
+    paths = sample_cli.write_samples(sample_cli.parser().parse_args(
         ["--checkpoint", str(checkpoint), "--task", task, "--shards", str(shards),
          "--count", "2", "--modality", "depth", "--steps", "3", "--out", str(tmp_path)]))
     assert len(paths) == 2
@@ -194,7 +196,7 @@ def test_sample_cli_writes_side_by_side_videos(checkpoint, shards, tiny_cache, t
 
 
 def test_sample_from_a_caption_only(checkpoint, tiny_cache, tmp_path):
-    (path,) = sample.write_samples(sample.parser().parse_args(
+    (path,) = sample_cli.write_samples(sample_cli.parser().parse_args(
         ["--checkpoint", str(checkpoint), "--task", "rgb", "--caption", "a red square moving up",
          "--steps", "2", "--out", str(tmp_path)]))
     assert decode_mp4(path.read_bytes()).shape == (5, 16, 16, 3)

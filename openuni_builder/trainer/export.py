@@ -11,9 +11,7 @@ Every pair is checked for equal frame counts (container metadata only) as it is 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -60,25 +58,3 @@ def export_unityvideo(build: str | Path, dest: str | Path, absolute: bool = Fals
     if not written:
         raise ValueError(f"no modality videos in the shards under {shards}: nothing to export")
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The console script: exit 0 with the CSVs listed, or 2 with a one-line error."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--format", required=True, choices=["unityvideo"])
-    ap.add_argument("build", help="build folder or URI OUT/ (or its shards/ folder)")
-    ap.add_argument("dest", help="destination folder")
-    ap.add_argument("--absolute", action="store_true", help="write absolute paths in the CSVs")
-    args = ap.parse_args(argv)
-    try:
-        written = export_unityvideo(args.build, args.dest, args.absolute)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"openuni-export: error: {exc}", file=sys.stderr)
-        return 2
-    for name, path in written.items():
-        print(f"{name}: {path} ({len(pd.read_csv(path))} rows)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

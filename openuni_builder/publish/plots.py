@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from openuni_builder.index_summary import IndexSummary
+from openuni_builder.publish.index_summary import IndexSummary
 
 PLOTS_DIR = "plots"
 

@@ -25,14 +25,14 @@ import numpy as np
 import pyarrow as pa
 from upath import UPath
 
-from openuni_builder.balance import balance
+from openuni_builder.publish.balance import balance
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import FILTERS
-from openuni_builder.index_summary import IndexSummary
+from openuni_builder.publish.index_summary import IndexSummary
 from openuni_builder.modalities import get as _record
 from openuni_builder.models import load_registry
-from openuni_builder.plots import write_plots
-from openuni_builder.previews import iter_samples, write_previews
+from openuni_builder.publish.plots import write_plots
+from openuni_builder.publish.previews import iter_samples, write_previews
 from openuni_builder.shards import open_shard
 
 log = logging.getLogger(__name__)

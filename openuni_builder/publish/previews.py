@@ -1,16 +1,14 @@
 """Contact sheets: a few frames of a clip (columns) by its RGB and Pixelplanes videos (rows).
 
 For eyeballing a build: alignment errors, flicker and wrong colour conventions show at a glance.
-`python -m openuni_builder.previews SHARD.tar OUT_DIR [--max N]` writes one PNG per sample; every
+`python -m openuni_builder.commands.previews SHARD.tar OUT_DIR [--max N]` writes one PNG per sample; every
 build writes `OUT/previews/KEY.png` (and with `previews.animated`, `KEY.gif`: all modalities side
 by side, frame by frame) for its first samples (`write_previews`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
@@ -144,18 +142,3 @@ def write_previews(out: str | Path, samples: int = 4, animated: bool = False, fr
             written.append(folder / f"{key}.png")
     return written
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("shard", help="a WebDataset .tar written by the build")
-    parser.add_argument("out_dir", help="folder for KEY.png contact sheets")
-    parser.add_argument("--max", type=int, default=4, help="samples to render (default 4)")
-    parser.add_argument("--frames", type=int, default=6, help="frames per row (default 6)")
-    args = parser.parse_args(argv)
-    for key, members in islice(iter_samples(args.shard), args.max):
-        save_png(Path(args.out_dir) / f"{key}.png", sample_contact_sheet(members, args.frames))
-        print(Path(args.out_dir) / f"{key}.png")
-
-
-if __name__ == "__main__":
-    main()

@@ -17,75 +17,25 @@ distribution before and after in `OUT/balance.json`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
-import sys
 import tarfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from upath import UPath
 
-from openuni_builder.location import location
+from openuni_builder.config import BalanceConfig, BalanceError
 from openuni_builder.shards import open_shard
-from openuni_builder.staging import pull, push
 
 #: The balanced subset's shards are written by this process alone, so they are simply numbered.
 SHARD_PATTERN = "openuni-{:06d}.tar"
 
-KEYS = ("source", "content", "motion")
 UNKNOWN = "unknown"
-
-
-class BalanceError(ValueError):
-    """A balance config or build that cannot be balanced; the message says why."""
-
-
-@dataclass(frozen=True)
-class BalanceConfig:
-    target: int | None = None
-    quotas: dict[str, int] = field(default_factory=dict)
-    keys: tuple[str, ...] = KEYS
-    motion_thresholds: tuple[float, ...] = (0.5, 2.0)
-    motion_labels: tuple[str, ...] = ("static", "moderate", "dynamic")
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, block: dict[str, Any]) -> "BalanceConfig":
-        """From the pipeline YAML's `balance:` block (target, quotas, keys, motion, seed)."""
-        block = dict(block or {})
-        unknown = set(block) - {"target", "quotas", "keys", "motion", "seed"}
-        if unknown:
-            raise BalanceError(f"balance: unknown keys {sorted(unknown)}; allowed: target, quotas, keys, motion, seed")
-        motion = dict(block.get("motion") or {})
-        if set(motion) - {"thresholds", "labels"}:
-            raise BalanceError(f"balance.motion: allowed keys are thresholds, labels; got {sorted(motion)}")
-        thresholds = tuple(float(t) for t in motion.get("thresholds", cls.motion_thresholds))
-        labels = tuple(str(x) for x in motion.get(
-            "labels", cls.motion_labels if "thresholds" not in motion else [f"motion{i}" for i in range(len(thresholds) + 1)]))
-        cfg = cls(target=None if block.get("target") is None else int(block["target"]),
-                  quotas={str(k): int(v) for k, v in (block.get("quotas") or {}).items()},
-                  keys=tuple(block.get("keys", KEYS)), motion_thresholds=thresholds, motion_labels=labels,
-                  seed=int(block.get("seed", 0)))
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if set(self.keys) - set(KEYS) or not self.keys:
-            raise BalanceError(f"balance.keys must be a non-empty subset of {KEYS}, got {list(self.keys)}")
-        if (self.target is None) == (not self.quotas):
-            raise BalanceError("balance needs exactly one of `target` (split evenly over buckets) or `quotas`")
-        if self.target is not None and self.target < 0 or any(q < 0 for q in self.quotas.values()):
-            raise BalanceError("balance target and quotas must be >= 0")
-        if list(self.motion_thresholds) != sorted(self.motion_thresholds):
-            raise BalanceError(f"balance.motion.thresholds must increase, got {list(self.motion_thresholds)}")
-        if len(self.motion_labels) != len(self.motion_thresholds) + 1:
-            raise BalanceError("balance.motion.labels needs one label more than thresholds")
 
 
 def bucket_of(row: dict[str, Any], cfg: BalanceConfig) -> str:
@@ -207,40 +157,3 @@ def copy_samples(src: Path | UPath, keys: set[str], dst: Path, max_samples: int)
         if writer is not None:
             writer.close()
     return placed
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="openuni-balance", description=__doc__.splitlines()[0])
-    p.add_argument("out", help="a finished build: a directory or URI (with index.parquet and shards/)")
-    p.add_argument("--target", type=int, help="total samples, split evenly over buckets")
-    p.add_argument("--quotas", type=Path, help="JSON file {bucket label: count} instead of --target")
-    p.add_argument("--keys", default=",".join(KEYS), help=f"bucket keys, comma-separated (default {','.join(KEYS)})")
-    p.add_argument("--motion-thresholds", help="mean flow magnitudes between motion buckets, e.g. 0.5,2")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-samples", type=int, default=256, help="samples per balanced shard")
-    args = p.parse_args(argv)
-    block: dict[str, Any] = {"keys": args.keys.split(","), "seed": args.seed, "target": args.target}
-    if args.quotas:
-        block["quotas"] = json.loads(args.quotas.read_text())
-    if args.motion_thresholds:
-        block["motion"] = {"thresholds": [float(t) for t in args.motion_thresholds.split(",")]}
-    target = location(args.out)
-    out = pull(target)  # a build at a URI is balanced in its local staging folder, then pushed
-    try:
-        report = balance(out, BalanceConfig.from_dict(block), args.max_samples, target / "shards")
-    except BalanceError as exc:
-        print(f"openuni-balance: error: {exc}", file=sys.stderr)
-        return 2
-    from openuni_builder.card import write_card
-
-    write_card(out, target / "shards")
-    push(out, target)
-    print(f"openuni-balance: {report['total']['after']} of {report['total']['before']} samples in "
-          f"{len(report['shards'])} shards under {args.out}/balanced/shards; report {args.out}/balance.json")
-    for bucket, n in report["buckets"].items():
-        print(f"  {bucket}: {n['before']} -> {n['after']} (quota {n['quota']})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
