@@ -32,6 +32,11 @@ class ModelEntry:
     kind: str = "transformers"
     files: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def non_commercial(self) -> bool:
+        """True for licenses that forbid commercial use (Creative Commons -NC- variants)."""
+        return "-NC" in self.license.upper()
+
 
 def load_registry(path: Path = REGISTRY_PATH) -> dict[str, ModelEntry]:
     """Parse the registry: one `[models.<name>]` table per model."""

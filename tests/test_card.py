@@ -96,3 +96,16 @@ def test_card_configs_load_with_datasets_webdataset_builder(samples_build, tmp_p
     row = balanced[0]
     assert row["json"]["key"] == row["__key__"] and row["mp4"]["bytes"][4:8] == b"ftyp"
     assert set(balanced["__key__"]) <= set(ds["__key__"])
+
+
+def test_card_lists_model_revision_licence_and_flags_non_commercial_weights():
+    from openuni_builder.publish.card import _models
+
+    meta = {"modalities": {"depth": {"provenance": {"model": "depth-anything-v2-large"}},
+                           "flow": {"provenance": {"backend": "opencv-dis"}}}}
+    text = "\n".join(_models(meta))
+    assert "**Non-commercial:** `depth` (depth-anything-v2-large, CC-BY-NC-4.0)" in text
+    assert "| depth | `depth-anything-v2-large` | `depth-anything/Depth-Anything-V2-Large-hf` | `7581137e" in text
+    assert "CC-BY-NC-4.0 | **non-commercial** |" in text
+    small = "\n".join(_models({"modalities": {"depth": {"provenance": {"model": "depth-anything-v2-small"}}}}))
+    assert "Non-commercial" not in small and "Apache-2.0 | yes |" in small

@@ -318,21 +318,27 @@ def _models(meta: dict[str, Any]) -> list[str]:
     """One row per (modality, registered model) found in the first sample's provenance."""
     registry = load_registry()
     sections = {**(meta.get("modalities") or {}), **(meta.get("annotations") or {})}
-    table, details = [], []
+    table, details, restricted = [], [], []
     for modality, section in sections.items():
         provenance = section.get("provenance") or section.get("generation") or {}
         mentioned = _strings(provenance)
         entries = [e for e in registry.values() if e.name in mentioned or e.hub_id in mentioned]
         for e in entries:
-            table.append([modality, f"`{e.name}`", f"`{e.hub_id}`", f"`{e.revision}`", e.license])
+            flag = "**non-commercial**" if e.non_commercial else "yes"
+            table.append([modality, f"`{e.name}`", f"`{e.hub_id}`", f"`{e.revision}`", e.license, flag])
+            if e.non_commercial:
+                restricted.append(f"`{modality}` ({e.name}, {e.license})")
         if not entries:
             backend = provenance.get("backend", "see provenance")
-            table.append([modality, f"`{backend}`", "-", "-", "no learned weights / not in the model registry"])
+            table.append([modality, f"`{backend}`", "-", "-", "no learned weights / not in the model registry", "yes"])
         details.append(f"- `{modality}`: `{json.dumps(provenance, sort_keys=True)}`")
     if not table:
         return ["No annotators ran: RGB clips and captions only."]
-    return (["Annotations are machine-made (pseudo-labels). Models (from `manifests/models.toml`):", ""]
-            + _table(["modality", "model", "hub id", "revision", "license"], table)
+    warning = ([f"**Non-commercial:** {', '.join(restricted)} were made with weights whose license forbids "
+                "commercial use; those annotations inherit it. Their Apache/MIT alternatives are listed by "
+                "`openuni-models list --profile lite`.", ""] if restricted else [])
+    return (["Annotations are machine-made (pseudo-labels). Models (from `manifests/models.toml`):", ""] + warning
+            + _table(["modality", "model", "hub id", "revision", "license", "commercial use"], table)
             + ["", "Provenance recorded in `KEY.json` (first sample):", ""] + details)
 
 
