@@ -1,169 +1,126 @@
-"""Floor bench: `openuni-build` against the least work that produces the same RGB clips.
+"""Overhead bench: what a build costs per clip beyond the work it must do.
 
-(a) floor: with plain PyAV + OpenCV, decode each sample clip from the keyframe before its window
-    up to its last kept frame, convert and resize only the frames the pipeline keeps (the exact
-    source frames `video_io.cut_clip` picks, found in an untimed pass), and encode them to mp4
-    with the RGB clip's settings; the clips are spread over --num-cpus worker processes.
-(b) build: `openuni-build --source manifest` on the same clips with the default pipeline (RGB +
-    DIS flow + Pixelplanes video + raw sidecar + shards), as its own process on --num-cpus CPUs.
-Also measured in the same run: the fixed cost of one build process (interpreter, imports, Ray
-start, actor pools, shutdown: a build of one 9-frame 32x32 clip), and, in this process and
-serially, the work of each stage of (b) per clip, so (b)/(a) can be read as work + overhead.
+- Work: each piece of a clip's processing timed alone in this process, CPU seconds: decode +
+  resize (`video_io.cut_clip`), the annotator (DIS flow), the encode stage's members (RGB mp4,
+  Pixelplanes video, raw sidecar, KEY.json, KEY.txt: `stages.build_members`) and the tar write.
+- Build: `openuni-build --source manifest` with the default pipeline's stages (RGB + DIS flow) as
+  its own process on --num-cpus CPUs, on two list sizes (N and `--scale` x N clips). The marginal
+  cost per clip between them cancels the fixed start-up (interpreter, imports, Ray, pools), so
+  `marginal_over_work` is CPU seconds per extra clip over its work, and `wall_ratio` is wall
+  seconds per extra clip over its work spread on the CPUs (1.0 = every CPU busy with real work).
+- Also: the fixed start-up of one build, and the README's samples build (`--source samples`,
+  default pipeline) wall time over its own work.
 
-Prints `bench floor_* key=value ...` lines; the ratio line is `bench floor_ratio ...`.
+Prints `bench work_* key=value ...` lines; the target line is `bench work_ratio ...` (<= 1.15).
 
-    PYTHONPATH=$PWD python bench/floor.py [--num-cpus 2] [--synthetic 4] [--repeat 1]
+    PYTHONPATH=$PWD python bench/floor.py [--num-cpus 2] [--synthetic 4] [--scale 3] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import resource
+import io
 import shutil
 import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import av
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import (SampleClip, default_spec, emit, emit_machine, pipeline_yaml, run_build,  # noqa: E402
-                           sample_clips, startup_cost, write_manifest)
+from bench.harness import (SampleClip, build_env, default_spec, emit, emit_machine, pipeline_yaml,  # noqa: E402
+                           repeated, run_build, run_measured, sample_clips, startup_cost, write_manifest)
 from openuni_builder.clip import ClipSpec  # noqa: E402
-from openuni_builder.video_io import cut_clip, encode_mp4, resize_crop  # noqa: E402
 
-TARGET = 1.3
-
-
-def kept_times(clip: SampleClip, spec: ClipSpec) -> list[float]:
-    """Source timestamps of the frames the pipeline keeps, in output order (repeats included)."""
-    _, info = cut_clip(clip.path, spec, clip.start, clip.end)
-    return info["frame_times"]
+TARGET = 1.15
 
 
-def floor_clip(path: str, times: list[float], spec: ClipSpec, out: str) -> int:
-    """Decode up to the last kept frame, resize the kept ones, encode them; returns bytes written."""
-    wanted = Counter(round(t, 6) for t in times)
-    frames = []
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        seek_to = max(0.0, times[0] - 1.0) + origin
-        if seek_to > origin:
-            container.seek(int(seek_to / stream.time_base), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            repeats = wanted.pop(round(float(frame.pts * stream.time_base) - origin, 6), 0)
-            if repeats:
-                rgb = resize_crop(frame.to_ndarray(format="rgb24"), spec)
-                frames += [rgb] * repeats
-            if not wanted:
-                break
-    if wanted:
-        raise RuntimeError(f"{path}: floor decode missed frames at {sorted(wanted)}")
-    data = encode_mp4(np.stack(frames), spec.fps)
-    Path(out).write_bytes(data)
-    return len(data)
-
-
-def run_floor(plan: list[tuple[SampleClip, list[float]]], spec: ClipSpec, out: Path, workers: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of (a): every clip through `floor_clip` on `workers` processes pinned
-    to `workers` cores (as the build is)."""
-    out.mkdir(parents=True, exist_ok=True)
-    cores = set(sorted(os.sched_getaffinity(0))[:workers])
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    with ProcessPoolExecutor(workers, initializer=os.sched_setaffinity, initargs=(0, cores)) as pool:
-        jobs = [pool.submit(floor_clip, c.path, times, spec, str(out / f"{c.id}.mp4")) for c, times in plan]
-        for job in jobs:
-            job.result()
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, reaped at shutdown
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def stage_work(clips: list[SampleClip], spec: ClipSpec) -> dict[str, float]:
-    """Serial CPU seconds, summed over clips, of each piece of work a build does per clip."""
+def stage_work(clips: list[SampleClip], spec: ClipSpec) -> Counter[str]:
+    """Serial CPU seconds, summed over `clips`, of each piece of work the build does per clip."""
     from annotators.flow import FlowAnnotator
-    from openuni_builder import pixelplanes
     from openuni_builder.clip import Clip, ClipRequest
+    from openuni_builder.shards import write_sample
+    from openuni_builder.stages import build_members
+    from openuni_builder.video_io import cut_clip
 
     flow = FlowAnnotator(backend="dis")
     flow.load()
     totals: Counter[str] = Counter()
 
-    def timed(name, fn, *args, **kwargs):
+    def timed(name, fn, *args):
         start = time.process_time()
-        result = fn(*args, **kwargs)
+        result = fn(*args)
         totals[name] += time.process_time() - start
         return result
 
     for c in clips:
-        frames, _ = timed("decode_resize", cut_clip, c.path, spec, c.start, c.end)
-        clip = Clip(ClipRequest("bench", c.id, c.path), spec, frames=frames)
-        raw = timed("flow_dis", flow.annotate, [clip])[0].raw
-        timed("encode_rgb", encode_mp4, frames, spec.fps)
-        planes, _ = timed("pixelplanes_flow", pixelplanes.encode, "flow", raw, spec.num_frames)
-        timed("encode_flow_video", encode_mp4, planes, spec.fps, pixelplanes.storage("flow"))
-        timed("raw_sidecar_npz", pixelplanes.save_raw, raw)
-    return dict(totals)
+        frames, info = timed("decode_resize", cut_clip, c.path, spec, c.start, c.end)
+        clip = Clip(ClipRequest("bench", c.id, c.path, c.start, c.end), spec, frames=frames, source_info=info)
+        clip.outputs["flow"] = timed("flow_dis", flow.annotate, [clip])[0]
+        members = timed("encode_members", build_members, clip, "source", ("flow",), False)
+        with tarfile.open(fileobj=io.BytesIO(), mode="w") as tar:
+            timed("tar", write_sample, tar, clip.key, members, 0.0)
+    return totals
+
+
+def samples_build(work: Path, num_cpus: int):
+    """The README's first build (`--source samples`, default pipeline) measured from outside."""
+    out = work / "samples_build"
+    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "samples", "--shards", str(out),
+           "--no-progress", "--num-cpus", str(num_cpus), "--offline"]
+    return run_measured(cmd, work / "samples_build.log", build_env(), num_cpus)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs for the build and floor workers (default 2)")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the builds (default 2)")
     parser.add_argument("--synthetic", type=int, default=4, help="synthetic clips beside the 3 real videos (default 4)")
+    parser.add_argument("--scale", type=int, default=3, help="the larger list is this many copies of the clips (default 3)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="measure (a) and (b) this many times, interleaved; the minimum of each counts (default 1)")
+                        help="measure each build this many times, interleaved; the minimum counts (default 1)")
+    parser.add_argument("--no-samples", action="store_true", help="skip the README samples build")
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one, removed after)")
-    parser.add_argument("--no-stages", action="store_true", help="skip the serial per-stage work breakdown")
     args = parser.parse_args(argv)
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="openuni-floor-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="openuni-overhead-"))
     try:
         emit_machine()
         spec = default_spec()
-        clips = sample_clips(work / "clips", spec, args.synthetic)
-        manifest = write_manifest(clips, work / "clips" / "manifest.csv")
+        base = sample_clips(work / "clips", spec, args.synthetic)
+        small, large = repeated(base, 1, spec), repeated(base, args.scale, spec)
         config = pipeline_yaml(work / "clips", spec)
-        plan = [(c, kept_times(c, spec)) for c in clips]
-        frames = sum(len(t) for _, t in plan)
-        floors, builds, startups = [], [], []
+        manifests = {len(small): write_manifest(small, work / "clips" / "small.csv"),
+                     len(large): write_manifest(large, work / "clips" / "large.csv")}
+        runs: dict[int, list] = {n: [] for n in manifests}
+        startups = []
         for k in range(args.repeat):
-            floors.append(run_floor(plan, spec, work / f"floor_{k}", args.num_cpus))
-            builds.append(run_build(manifest, work / f"build_{k}", config, args.num_cpus))
+            for n, manifest in manifests.items():
+                runs[n].append(run_build(manifest, work / f"build_{n}_{k}", config, args.num_cpus))
             startups.append(startup_cost(work / f"startup_{k}", args.num_cpus))
-        (a, a_cpu) = min(floors)
-        b = min(builds, key=lambda r: r.wall_s)
+        (n1, r1), (n2, r2) = ((n, min(rs, key=lambda r: r.cpu_s)) for n, rs in sorted(runs.items()))
+        extra = [c for c in large if c.id not in {s.id for s in small}]  # what the larger list adds
+        work_s = stage_work(extra, spec)
+        per_clip_work = sum(work_s.values()) / len(extra)
+        marginal_cpu = (r2.cpu_s - r1.cpu_s) / (n2 - n1)
+        marginal_wall = (r2.wall_s - r1.wall_s) / (n2 - n1)
         s = min(startups, key=lambda r: r.wall_s)
-        common = dict(clips=len(clips), frames=frames, spec=f"{spec.num_frames}x{spec.height}x{spec.width}@{spec.fps:g}",
-                      num_cpus=args.num_cpus)
-        emit("floor_a", wall_s=a, cpu_s=a_cpu, runs="/".join(f"{w:.2f}" for w, _ in floors), **common)
-        emit("floor_b", wall_s=b.wall_s, cpu_s=b.cpu_s, peak_pss_mb=b.peak_pss_mb,
-             runs="/".join(f"{r.wall_s:.2f}" for r in builds), **common)
-        emit("floor_startup", wall_s=s.wall_s, cpu_s=s.cpu_s, runs="/".join(f"{r.wall_s:.2f}" for r in startups),
-             num_cpus=args.num_cpus)
-        steady = max(b.wall_s - s.wall_s, 0.0) / a
-        emit("floor_ratio", b_over_a=b.wall_s / a, b_minus_startup_over_a=steady,
-             cpu_b_over_a=b.cpu_s / a_cpu, cpu_b_minus_startup_over_a=max(b.cpu_s - s.cpu_s, 0.0) / a_cpu,
-             target=TARGET, met=steady <= TARGET)
-        if not args.no_stages:
-            work_s = stage_work(clips, spec)
-            floor_cpu = work_s["decode_resize"] + work_s["encode_rgb"]
-            for name, seconds in work_s.items():
-                emit("floor_stage", stage=name, cpu_s=seconds, per_clip_ms=1000 * seconds / len(clips),
-                     over_floor_work=seconds / floor_cpu)
-            emit("floor_work", build_cpu_s=sum(work_s.values()), floor_cpu_s=floor_cpu,
-                 ratio=sum(work_s.values()) / floor_cpu)
+        common = dict(spec=f"{spec.num_frames}x{spec.height}x{spec.width}@{spec.fps:g}", num_cpus=args.num_cpus)
+        for name, seconds in work_s.items():
+            emit("work_stage", stage=name, per_clip_ms=1000 * seconds / len(extra), share=seconds / sum(work_s.values()))
+        emit("work_builds", clips=f"{n1}/{n2}", cpu_s=f"{r1.cpu_s:.2f}/{r2.cpu_s:.2f}",
+             wall_s=f"{r1.wall_s:.2f}/{r2.wall_s:.2f}", peak_pss_mb=f"{r1.peak_pss_mb:.0f}/{r2.peak_pss_mb:.0f}", **common)
+        emit("work_startup", wall_s=s.wall_s, cpu_s=s.cpu_s, num_cpus=args.num_cpus)
+        ratio = marginal_cpu / per_clip_work
+        emit("work_ratio", marginal_over_work=ratio, wall_ratio=marginal_wall * args.num_cpus / per_clip_work,
+             marginal_cpu_s=marginal_cpu, work_cpu_s=per_clip_work, target=TARGET, met=ratio <= TARGET, **common)
+        if not args.no_samples:
+            run = samples_build(work, args.num_cpus)
+            own = sum(stage_work(base, spec).values())
+            emit("work_samples_build", wall_s=run.wall_s, cpu_s=run.cpu_s, work_cpu_s=own,
+                 wall_over_work=run.wall_s / own, cpu_over_work=run.cpu_s / own, returncode=run.returncode)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
