@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from openuni_builder.tiny_models import write_tiny_model
-from tiny_humans import person_clip
+from tests.tiny_humans import person_clip
 from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
 from annotators import get_annotator
