@@ -3,9 +3,9 @@
 Backend "vitpose" (default) is top-down: RT-DETR person boxes tracked over the clip
 (`person_detect`), then ViTPose (transformers `VitPoseForPoseEstimation`, COCO-17) on every box of
 the clip in batches, keypoints decoded by the processor's own `post_process_pose_estimation`.
-Backend "mediapipe" is MediaPipe BlazePose full (weights inside the mediapipe 0.10.14 wheel, so it
-runs with no model cache and no torch); it is single-person and optional: mediapipe is not a
-dependency of the project.
+Backend "blazepose" is BlazePose full (`annotators/blazepose.py`: MediaPipe's TFLite models from
+the mediapipe 0.10.14 wheel, registered as model `blazepose-full`, run by ai-edge-litert without
+mediapipe or torch); it is single-person.
 
 Output `raw["keypoints"]` is float32 (T, P, 18, 3): (x, y, score) in pixels of the clip's frames,
 score 0 = absent, indexed by track id (P = tracks, at least 1, so a clip with no person is an
@@ -16,6 +16,8 @@ confidence decision (`keypoint_threshold`).
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from importlib.util import find_spec
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,10 +26,9 @@ from annotators.base import Annotator, Resources, clip_frames
 from annotators.person_detect import PersonDetector, PersonTracks
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
-from openuni_builder.models import load_registry, model_dir, missing
+from openuni_builder.models import load_registry, model_dir, model_file, missing
 
-# BlazePose-33 landmark index of each COCO-17 keypoint.
-_BLAZEPOSE_OF_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+_DEFAULT_MODEL = {"vitpose": "vitpose-base", "blazepose": "blazepose-full"}
 
 
 class SkeletonAnnotator(Annotator):
@@ -36,41 +37,38 @@ class SkeletonAnnotator(Annotator):
     name: ClassVar[str] = "skeleton"
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.25, batch_size=4)
 
-    def __init__(self, backend: str = "vitpose", model: str = "vitpose-base",
+    def __init__(self, backend: str = "vitpose", model: str | None = None,
                  detector: str = "rtdetr-r50", detection_threshold: float = 0.5,
                  keypoint_threshold: float = 0.3, pose_batch_size: int = 64, max_people: int = 8,
                  device: str | None = None, **options: Any) -> None:
         super().__init__(backend=backend, model=model, detector=detector,
                          detection_threshold=detection_threshold, keypoint_threshold=keypoint_threshold,
                          pose_batch_size=pose_batch_size, max_people=max_people, device=device, **options)
-        if backend not in ("vitpose", "mediapipe"):
-            raise ValueError(f"unknown skeleton backend {backend!r}; known: vitpose, mediapipe")
+        if backend not in _DEFAULT_MODEL:
+            raise ValueError(f"unknown skeleton backend {backend!r}; known: {', '.join(_DEFAULT_MODEL)}")
         if pose_batch_size < 1:
             raise ValueError(f"pose_batch_size must be >= 1, got {pose_batch_size}")
-        self.backend, self.model_name = backend, model
+        self.backend, self.model_name = backend, model or _DEFAULT_MODEL[backend]
         self.keypoint_threshold, self.pose_batch_size = keypoint_threshold, pose_batch_size
         self.max_people, self.device = max_people, device
         self.detector = (PersonDetector(detector, detection_threshold, max_people=max_people, device=device)
                          if backend == "vitpose" else None)
         self.model = self.processor = None
-        self._mp_pose = None
+        self._blazepose = None
 
     def unavailable(self) -> str | None:
-        if self.backend == "mediapipe":
-            try:
-                import mediapipe  # noqa: F401
-            except ImportError:
-                return _MEDIAPIPE_MISSING
-            return None
+        if self.backend == "blazepose":
+            return missing(self.model_name) or (None if find_spec("ai_edge_litert") else _LITERT_MISSING)
         return missing(self.model_name) or self.detector.unavailable()
 
     def load(self) -> None:
-        if self.backend == "mediapipe":
-            try:
-                import mediapipe as mp
-            except ImportError as exc:
-                raise ImportError(_MEDIAPIPE_MISSING) from exc
-            self._mp_pose = mp.solutions.pose
+        if self.backend == "blazepose":
+            if not find_spec("ai_edge_litert"):
+                raise ImportError(_LITERT_MISSING)
+            from annotators.blazepose import DETECTOR_FILE, LANDMARK_FILE, BlazePose
+
+            self._blazepose = BlazePose(model_file(self.model_name, DETECTOR_FILE),
+                                        model_file(self.model_name, LANDMARK_FILE))
             return
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
@@ -86,7 +84,7 @@ class SkeletonAnnotator(Annotator):
         self.detector.load()
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
-        run = self._mediapipe if self.backend == "mediapipe" else self._vitpose
+        run = self._blazepose_clip if self.backend == "blazepose" else self._vitpose
         outputs = []
         for clip in clips:
             coco, tracks = run(clip_frames(clip))
@@ -130,38 +128,29 @@ class SkeletonAnnotator(Annotator):
             for p, pose in zip(ps, frame_poses):
                 coco[t, p] = _keypoint_rows(pose["keypoints"].numpy(), pose["scores"].numpy())
 
-    def _mediapipe(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
+    def _blazepose_clip(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
         """BlazePose full (video mode, one person): COCO-17 keypoints (T, 1, 17, 3)."""
+        from annotators.blazepose import coco17
+
         T, H, W = frames.shape[:3]
-        coco = np.zeros((T, 1, 17, 3), np.float32)
-        boxes, scores = np.zeros((T, 1, 4), np.float32), np.zeros((T, 1), np.float32)
-        present = np.zeros((T, 1), bool)
-        with self._mp_pose.Pose(static_image_mode=False, model_complexity=1) as pose:
-            for t, frame in enumerate(frames):
-                found = pose.process(np.ascontiguousarray(frame)).pose_landmarks
-                if found is None:
-                    continue
-                lm = np.array([(p.x * W, p.y * H, p.visibility) for p in found.landmark], np.float32)
-                coco[t, 0] = lm[list(_BLAZEPOSE_OF_COCO)]
-                xy = np.clip(lm[:, :2], 0, [W, H])  # the landmark extent stands in for a person box
-                boxes[t, 0], scores[t, 0], present[t, 0] = [*xy.min(0), *xy.max(0)], lm[:, 2].mean(), True
-        return coco, PersonTracks(boxes, scores, present, H, W)
+        landmarks, presence = self._blazepose.track(frames)
+        present = (presence > 0)[:, None]
+        xy = np.clip(landmarks[..., :2], 0, [W, H])  # the landmark extent stands in for a person box
+        boxes = np.concatenate([xy.min(1), xy.max(1)], axis=1)[:, None] * present[..., None]
+        return coco17(landmarks)[:, None], PersonTracks(boxes.astype(np.float32), presence[:, None], present, H, W)
 
     def provenance(self) -> dict[str, Any]:
-        if self.backend == "mediapipe":
-            import mediapipe
-
-            return {"backend": "mediapipe-blazepose-full", "mediapipe": mediapipe.__version__,
-                    "layout": "openpose18"}
         entry = load_registry()[self.model_name]
+        if self.backend == "blazepose":
+            return {"backend": "blazepose-full", "model": entry.hub_id, "revision": entry.revision,
+                    "runtime": f"ai-edge-litert {version('ai-edge-litert')}", "layout": "openpose18"}
         return {"backend": "vitpose", "model": entry.hub_id, "revision": entry.revision,
                 "keypoint_threshold": self.keypoint_threshold, "layout": "openpose18",
                 **self.detector.provenance()}
 
 
-_MEDIAPIPE_MISSING = ("skeleton backend 'mediapipe' needs mediapipe 0.10.14 (its wheel ships BlazePose): "
-                      "`pip install mediapipe==0.10.14` in a separate environment (it pulls jax and "
-                      "opencv-contrib), or use backend 'vitpose'")
+_LITERT_MISSING = ("skeleton backend 'blazepose' runs BlazePose's TFLite models with ai-edge-litert: "
+                   "`pip install ai-edge-litert==2.3.0`, or use backend 'vitpose'")
 
 
 def _xyxy_to_xywh(box: np.ndarray) -> list[float]:
