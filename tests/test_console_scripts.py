@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shard_fixtures import model_cache  # noqa: F401  (pytest fixture)
+from tests.shard_fixtures import model_cache  # noqa: F401  (pytest fixture)
 
 from tests.conftest import tiny_config
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from tiny_humans import person_clip
+from tests.tiny_humans import person_clip
 
 from annotators import get_annotator
 from annotators.densepose import DensePoseAnnotator, paste_iuv

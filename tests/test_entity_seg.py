@@ -13,7 +13,7 @@ from annotators.mask2former_sam2 import PanopticSegmenter, propagate_entities
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.models import ModelUnavailable, model_dir
 from openuni_builder.random_models import write_random_model
-from tiny_segcap import two_squares_clip
+from tests.tiny_segcap import two_squares_clip
 
 SEGMENTER, TRACKER = "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny"
 

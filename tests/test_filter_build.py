@@ -19,7 +19,7 @@ FILTERS = """filters:
   metadata: {duration: {min: 1.2}}
   black: {max_fraction: BLACK}
   frozen: {}
-  scene_cut: {}
+  scene_cut: {detector: content}  # the content score, cheap; TransNetV2: tests/test_shots.py
   near_duplicate: {}
   motion: {mean: {min: 3.5}}  # good clips ~4.7 px/frame, slow ~2.3
 """

@@ -108,12 +108,12 @@ def test_frozen_frames_but_not_repeats_from_a_low_fps_source():
 
 
 def test_scene_cut_inside_a_clip():
-    f = SceneCutFilter()
+    f = SceneCutFilter(detector="content")  # TransNetV2 on real footage: tests/test_shots.py
     assert verdict(f, clip_of(texture(4)))[0]
     cut = np.concatenate([texture(4)[:5], (255 - texture(5))[5:]])
     ok, reason, values = verdict(f, clip_of(cut))
     assert not ok and values["cuts"] == 1
-    assert reason.startswith("scene cut between frames 4 and 5")
+    assert reason.startswith("scene cut between frames 4 and 5 (content score")
 
 
 # --- content: near-duplicates ----------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from openuni_builder.random_models import write_random_model
-from tiny_humans import person_clip
+from tests.tiny_humans import person_clip
 from transformers import RTDetrForObjectDetection, RTDetrImageProcessor
 
 from annotators.person_detect import IouTracker, PersonDetector, PersonTracks, box_iou

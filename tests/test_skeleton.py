@@ -1,13 +1,11 @@
 """Skeleton annotator: tiny random RT-DETR + ViTPose through the real loading code, checked
 against transformers' own ViTPose pipeline; OpenPose-18 conversion; no-person clips; backends."""
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from openuni_builder.random_models import write_random_model
-from tiny_humans import person_clip
+from tests.tiny_humans import person_clip
 from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
 
 from annotators import get_annotator
@@ -112,19 +110,9 @@ def test_bad_options_and_frames(cache):
         ann.annotate([make_clip(np.zeros((5, 8, 8), np.uint8))])
 
 
-def test_mediapipe_backend_missing_is_reported(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` fail
-    ann = SkeletonAnnotator(backend="mediapipe")
-    assert "mediapipe==0.10.14" in ann.unavailable()
-    with pytest.raises(ImportError, match="mediapipe==0.10.14"):
+def test_blazepose_backend_reports_what_is_missing(cache, monkeypatch):
+    ann = SkeletonAnnotator(backend="blazepose")  # `cache` is empty: the weights are not there
+    assert "openuni-models pull blazepose-full" in ann.unavailable()
+    monkeypatch.setattr("annotators.skeleton.find_spec", lambda name: None)  # as without ai-edge-litert
+    with pytest.raises(ImportError, match="ai-edge-litert==2.3.0"):
         ann.load()
-
-
-def test_mediapipe_backend_runs_when_installed():
-    pytest.importorskip("mediapipe")
-    frames = person_clip(frames=5, height=64, width=64)
-    ann = SkeletonAnnotator(backend="mediapipe")
-    ann.load()
-    out = ann.annotate([make_clip(frames)])[0]
-    assert out.raw["keypoints"].shape == (5, 1, 18, 3) and out.raw["keypoints"].dtype == np.float32
-    assert set(out.meta) >= {"person_count", "no_person", "person_frame_fraction"}

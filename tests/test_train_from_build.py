@@ -8,7 +8,7 @@ import json
 import math
 
 import yaml
-from shard_fixtures import model_cache, tiny_cache  # noqa: F401  (pytest fixtures)
+from tests.shard_fixtures import model_cache, tiny_cache  # noqa: F401  (pytest fixtures)
 
 from openuni_builder.cli import main as build_main
 from openuni_builder.commands import export, train

@@ -19,7 +19,7 @@ from openuni_builder.trainer.flow import generate
 from openuni_builder.trainer.model import MODALITIES, DiTConfig, UnityDiT
 from openuni_builder.trainer.text import BUNDLED, MODALITY_PROMPTS, TextEncoder, text_encoder_dir
 from openuni_builder.video_io import decode_mp4
-from shard_fixtures import model_cache, shards, tiny_cache  # noqa: F401  (pytest fixtures)
+from tests.shard_fixtures import model_cache, shards, tiny_cache  # noqa: F401  (pytest fixtures)
 
 TINY = {"model": {"hidden": 48, "depth": 2, "heads": 4, "patch": [1, 4, 4]},
         "data": {"num_frames": 5, "height": 16, "width": 16, "batch_size": 4, "shuffle": 8},

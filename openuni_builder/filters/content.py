@@ -2,16 +2,20 @@
 are mostly black, that stand still, or that cut to another shot.
 
 They run before any annotator, so a clip with nothing worth annotating costs one decode and no
-GPU time. All three work on cheap per-frame statistics in OpenCV, no model.
+GPU time. Black and frozen work on cheap per-frame statistics in OpenCV; scene cuts use a shot
+detector (TransNetV2, a small CPU network, or PySceneDetect's content score).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import cv2
 import numpy as np
 
 from openuni_builder.clip import Clip
-from openuni_builder.filters.base import Filter, Verdict
+from openuni_builder.filters.base import Filter, FilterConfigError, Verdict
+from openuni_builder.shots import content_scores, get_detector  # noqa: F401 (content_scores: re-exported)
 
 
 def luma(frames: np.ndarray) -> np.ndarray:
@@ -65,26 +69,31 @@ class FrozenFilter(Filter):
         return Verdict(True, None, values)
 
 
-def content_scores(frames: np.ndarray) -> np.ndarray:
-    """Per consecutive frame pair, the mean absolute difference of hue, saturation and value
-    (0..255 scale, averaged over the three): PySceneDetect's ContentDetector score with its
-    default weights, so its documented threshold (27) carries over."""
-    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]).astype(np.float32)
-    return np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2)).mean(axis=1)
-
-
 class SceneCutFilter(Filter):
-    """Drops clips with a shot change inside: any consecutive frame pair whose content score
-    (see `content_scores`) reaches `threshold`."""
+    """Drops clips with a shot change inside: any consecutive frame pair whose boundary score
+    reaches `threshold`, by the shot detector `detector` (openuni_builder/shots.py): "transnetv2"
+    (learned, also catches dissolves and fades; per-frame transition probability, threshold 0.5)
+    or "content" (PySceneDetect's content score, hard cuts only, threshold 27). Unset, the
+    detector is transnetv2 where installed, and the threshold that detector's default; both are
+    resolved here so the fingerprint says which one judged the clip."""
 
     name, phase = "scene_cut", "content"
-    defaults = {"threshold": 27.0}
+    defaults = {"detector": None, "threshold": None}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        try:
+            self.detector = get_detector(self.options["detector"], self.options["threshold"])
+        except ValueError as exc:
+            raise FilterConfigError(f"filters.{self.name}: {exc}") from exc
+        self.options.update(detector=self.detector.name, threshold=self.detector.threshold)
 
     def check(self, clip: Clip) -> Verdict:
-        scores = content_scores(clip.frames)
-        cuts = np.flatnonzero(scores >= self.options["threshold"])
-        values = {"max_score": round(float(scores.max(initial=0.0)), 3), "cuts": int(len(cuts))}
+        scores = self.detector.pair_scores(clip.frames) if len(clip.frames) > 1 else np.zeros(0, np.float32)
+        cuts = np.flatnonzero(scores >= self.detector.threshold)
+        values = {"max_score": round(float(scores.max(initial=0.0)), 3), "cuts": int(len(cuts)),
+                  "detector": self.detector.name}
         if len(cuts):
-            return Verdict(False, f"scene cut between frames {cuts[0]} and {cuts[0] + 1} (content score "
-                                  f"{scores[cuts[0]]:.1f} >= {self.options['threshold']:g})", values)
+            return Verdict(False, f"scene cut between frames {cuts[0]} and {cuts[0] + 1} ({self.detector.name} "
+                                  f"score {scores[cuts[0]]:.3g} >= {self.detector.threshold:g})", values)
         return Verdict(True, None, values)
