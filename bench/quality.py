@@ -12,6 +12,7 @@ are the good ones; each corruption kind breaks one modality of them in a known w
 The clips have no people, so one object stands in for a person: its seg entity is labelled
 "person", its mask is the DensePose body (parts by height) and 18 keypoints are points of its
 surface carried along by the exact flow (score 0 where they are occluded) plus 1.5 px noise.
+The stand-in is the object covering most of the first frame.
 
 Per kind, the AUROC of the score meant to catch it (the chance that a corrupted clip scores
 worse than a good one), and of every other score of that modality; then `min_auroc` over the
@@ -46,7 +47,6 @@ from openuni_builder.synthetic import SyntheticClip, render  # noqa: E402
 TARGET_AUROC = 0.95
 OFFSET_PX = 20.0
 FLICKER_SIGMA = 0.1
-PERSON_ID = 1  # the object that stands in for a person
 
 Annotations = dict[str, dict[str, np.ndarray]]
 
@@ -109,26 +109,28 @@ def good_annotations(clip: SyntheticClip, rng: np.random.Generator) -> tuple[Ann
     The disparity is 1/depth under a random affine map: relative disparity has no fixed scale,
     and the scores must not care."""
     disparity = rng.uniform(0.5, 4.0) / clip.depth + rng.uniform(0.0, 0.2)
+    person = int(np.argmax(np.bincount(clip.ids[0].ravel(), minlength=2)[1:])) + 1  # largest object at frame 0
     raws = {"flow": {"flow": clip.flow}, "depth": {"disparity": disparity.astype(np.float32)},
-            "seg": {"ids": clip.ids}, "skeleton": {"keypoints": person_keypoints(clip, rng)},
-            "densepose": {"iuv": person_iuv(clip)}}
-    labels = [{"id": int(i), "label": "person" if i == PERSON_ID else None} for i in np.unique(clip.ids) if i]
+            "seg": {"ids": clip.ids}, "skeleton": {"keypoints": person_keypoints(clip, person, rng)},
+            "densepose": {"iuv": person_iuv(clip, person)}}
+    labels = [{"id": int(i), "label": "person" if i == person else None} for i in np.unique(clip.ids) if i]
     return raws, {"seg": {"num_entities": len(labels), "entities": labels}}
 
 
-def person_keypoints(clip: SyntheticClip, rng: np.random.Generator, noise_px: float = 1.5) -> np.ndarray:
+def person_keypoints(clip: SyntheticClip, person: int, rng: np.random.Generator, noise_px: float = 1.5) -> np.ndarray:
     """(T, 1, 18, 3): 18 surface points of the person object, carried by the exact flow."""
     import cv2
 
     T, H, W = clip.ids.shape
-    body = cv2.erode((clip.ids[0] == PERSON_ID).astype(np.uint8), np.ones((5, 5), np.uint8))
-    ys, xs = np.nonzero(body)
+    body = (clip.ids[0] == person).astype(np.uint8)
+    inner = cv2.erode(body, np.ones((5, 5), np.uint8))  # away from the edge, so the noise stays on it
+    ys, xs = np.nonzero(inner if inner.any() else body)
     pick = rng.choice(len(xs), 18, replace=len(xs) < 18)
     xy = np.stack([xs[pick], ys[pick]], -1).astype(np.float32)
     out = np.zeros((T, 1, 18, 3), np.float32)
     for t in range(T):
         col, row = np.clip(np.rint(xy).astype(int), 0, [W - 1, H - 1]).T
-        seen = clip.ids[t, row, col] == PERSON_ID
+        seen = clip.ids[t, row, col] == person
         out[t, 0, :, :2] = xy + rng.normal(0, noise_px, xy.shape)
         out[t, 0, :, 2] = np.where(seen, 0.9, 0.0)
         if t < T - 1:
@@ -136,10 +138,10 @@ def person_keypoints(clip: SyntheticClip, rng: np.random.Generator, noise_px: fl
     return out
 
 
-def person_iuv(clip: SyntheticClip) -> np.ndarray:
+def person_iuv(clip: SyntheticClip, person: int) -> np.ndarray:
     """(T, H, W, 3) uint8: the person object's mask as the body, parts 1..24 by image row."""
     T, H, W = clip.ids.shape
-    body = clip.ids == PERSON_ID
+    body = clip.ids == person
     part = (1 + np.arange(H) * 24 // H).astype(np.uint8)[None, :, None]
     iuv = np.zeros((T, H, W, 3), np.uint8)
     iuv[..., 0] = np.where(body, part, 0)

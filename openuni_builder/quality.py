@@ -33,6 +33,9 @@ Scores = dict[str, float | None]
 #: Round-trip tolerance |f(x) + b(x + f(x))|^2 <= FB_ALPHA (|f|^2 + |b|^2) + FB_BETA (px^2): the
 #: forward-backward occlusion test of Sundaram et al. (ECCV 2010), as in UnFlow / ARFlow.
 FB_ALPHA, FB_BETA = 0.01, 0.5
+#: Added to the mean warp errors `flow_step_ratio` compares (grey levels), far below any real
+#: clip's error, so exact synthetic flows give finite ratios.
+STEP_EPSILON = 1e-3
 #: Keypoints at or above this score count as detected (the skeleton codec draws from 0.3 too).
 KEYPOINT_MIN_SCORE = 0.3
 #: A keypoint within this many pixels of a person mask counts as on it: joints such as wrists and
@@ -137,7 +140,7 @@ def flow_scores(flow: np.ndarray, motion: Motion | None) -> Scores:
     if motion is None or not motion.visible.any():
         return dict.fromkeys(names)
     gray, visible = motion.gray, motion.visible
-    own = still = inconsistent = stepped = 0.0
+    own = still = inconsistent = stepped = compared = 0.0
     earlier = later = 0.0  # warp errors of the previous / next pair's flow on this pair
     for t, v in enumerate(visible):
         if not v.any():
@@ -151,11 +154,15 @@ def flow_scores(flow: np.ndarray, motion: Motion | None) -> Scores:
             earlier += float(err(flow[t - 1]))
             later += float(err(flow[t + 1]))
             stepped += own_t
+            compared += float(v.sum())
     count = float(visible.sum())
     return {"flow_warp_error": own / count,
             "flow_warp_gain": own / still if still > 0 else None,
             "flow_fb_inconsistent": inconsistent / count,
-            "flow_step_ratio": stepped / min(earlier, later) if min(earlier, later) > 0 else None}
+            # STEP_EPSILON grey levels per pixel keep a noise-free clip finite: 0/0 (every flow
+            # fits) is 1, a perfect neighbour against an imperfect own flow is large.
+            "flow_step_ratio": ((stepped + STEP_EPSILON * compared) / (min(earlier, later) + STEP_EPSILON * compared)
+                                if compared else None)}
 
 
 def depth_scores(disparity: np.ndarray, motion: Motion | None) -> Scores:
