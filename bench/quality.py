@@ -17,7 +17,7 @@ The stand-in is the object covering most of the first frame.
 Per kind, the AUROC of the score meant to catch it (the chance that a corrupted clip scores
 worse than a good one), and of every other score of that modality; then `min_auroc` over the
 kinds, `met` when it is >= 0.95. Last, the Spearman correlation of the flow scores with the true
-EPE of the flow annotator's own output (OpenCV DIS, its three presets) on the clean clips.
+EPE of the flow annotator's own output (OpenCV DIS, presets fast and medium) on the clean clips.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python bench/quality.py [--clips 16] [--fast]
 """
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from annotators.flow import DIS_PRESETS, DisFlow  # noqa: E402
+from annotators.flow import DisFlow  # noqa: E402
 from bench.harness import emit  # noqa: E402
 from openuni_builder.clip import ClipSpec  # noqa: E402
 from openuni_builder.metrics import epe  # noqa: E402
@@ -45,6 +45,9 @@ from openuni_builder.quality import SCORES, quality_scores  # noqa: E402
 from openuni_builder.synthetic import SyntheticClip, render  # noqa: E402
 
 TARGET_AUROC = 0.95
+#: DIS presets whose flow the EPE correlation scores. Not ultrafast: that is the scores' own
+#: reference motion, against which its flow is consistent by construction.
+EPE_PRESETS = ("fast", "medium")
 OFFSET_PX = 20.0
 FLICKER_SIGMA = 0.1
 
@@ -194,7 +197,7 @@ def auroc(good: list[float], bad: list[float], higher_is_better: bool) -> float:
     return float(((b[:, None] < g[None, :]).sum() + 0.5 * (b[:, None] == g[None, :]).sum()) / (len(g) * len(b)))
 
 
-def run(clips: int, spec: ClipSpec, seed: int = 0, presets: tuple[str, ...] = tuple(DIS_PRESETS),
+def run(clips: int, spec: ClipSpec, seed: int = 0, presets: tuple[str, ...] = EPE_PRESETS,
         quiet: bool = False) -> dict[str, Any]:
     """Score good and corrupted annotations of `clips` synthetic clips; print and return figures."""
     say = (lambda *a, **k: None) if quiet else emit

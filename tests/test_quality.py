@@ -288,7 +288,7 @@ def test_bench_fast_mode_separates_every_corruption_kind():
     from bench import quality as bench
 
     figures = bench.run(8, ClipSpec(num_frames=17, fps=16.0, height=128, width=128), quiet=True,
-                        presets=("ultrafast",))
+                        presets=("fast",))
     assert figures["met"], figures
     assert set(figures["kinds"]) == set(bench.CORRUPTIONS)
     assert all(k["auroc"] >= bench.TARGET_AUROC for k in figures["kinds"].values())
