@@ -317,9 +317,9 @@ def quality_scores(frames: np.ndarray, raws: dict[str, dict[str, np.ndarray]],
     most `work_side` (flow vectors scaled with the frames, ids resized nearest): a quarter of
     the pixels at the default clip size, with every check still separating good from broken
     annotations (bench/quality.py). The person checks run at the clip's size (they are cheap).
-    Measured on one core, a 49x256x256 clip with all five modalities: 0.19 s (DIS reference
-    motion 0.04 s, flow 0.07 s, depth 0.03 s, seg 0.03 s, people 0.02 s); at full size it took
-    1.4 s.
+    Measured (CPU time, one thread, best of 7) on a 49x256x256 clip with all five modalities:
+    0.17 s (DIS reference motion 0.05 s, flow 0.05 s, depth 0.02 s, seg 0.02 s, people 0.02 s);
+    at full size 0.69 s.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
@@ -367,9 +367,9 @@ class _Shrink:
         return self.images(flow, cv2.INTER_AREA) * gain
 
 
-#: modality -> (raw key, expected shape from (T, H, W), dtype kind); flow has one pair per
-#: consecutive frame pair, so T-1 entries (the Pixelplanes video repeats the last one, the raw
-#: array does not).
+#: modality -> (raw key, expected shape from the clip's (T, H, W); None = any). Flow has one
+#: entry per consecutive frame pair, T-1 (the Pixelplanes video repeats the last, the raw array
+#: does not); skeleton tracks P are padded per clip.
 _LAYOUTS = {
     "flow": ("flow", lambda T, H, W: (T - 1, H, W, 2)),
     "depth": ("disparity", lambda T, H, W: (T, H, W)),
