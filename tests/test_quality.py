@@ -280,6 +280,15 @@ def test_filter_missing_scores_are_kept_unless_told_and_bad_config_is_refused():
         QualityFilter(depth_flicker={"max": 1, "missing": "maybe"})
 
 
+def test_filter_is_scheduled_after_the_last_annotator_it_scores():
+    from openuni_builder.filters import schedule
+
+    quality = QualityFilter(depth_flicker={"max": 0.05})
+    after, inactive = schedule([quality], ["flow", "depth", "caption", "seg"])
+    assert after == {3: (quality,)} and inactive == []
+    assert schedule([quality], ["caption"]) == ({}, ["quality"])
+
+
 # -- the bench ----------------------------------------------------------------------------------
 
 def test_bench_fast_mode_separates_every_corruption_kind():
