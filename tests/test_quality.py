@@ -289,6 +289,21 @@ def test_filter_is_scheduled_after_the_last_annotator_it_scores():
     assert schedule([quality], ["caption"]) == ({}, ["quality"])
 
 
+def test_quality_reaches_the_index_facts_and_the_cards_histograms(tmp_path):
+    from openuni_builder.index_summary import IndexSummary
+    from openuni_builder.plots import write_plots
+    from openuni_builder.shards import index_row
+
+    rows = [index_row(f"k{i}", "s.tar", {"json": b"{}"},
+                      {"quality": {"flow_warp_gain": 0.1 * i, "person_agreement": None}}) for i in range(5)]
+    assert rows[2]["facts"]["quality"] == {"flow_warp_gain": pytest.approx(0.2)}  # nulls are not facts
+    assert "quality" not in index_row("k", "s.tar", {}, {})["facts"]
+    summary = IndexSummary.of_rows(rows)
+    assert list(summary.series["quality.flow_warp_gain"]) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    drawn = write_plots(tmp_path, summary, {}, None)
+    assert drawn["quality"][0] == "plots/quality.png" and (tmp_path / "plots" / "quality.png").stat().st_size
+
+
 # -- the bench ----------------------------------------------------------------------------------
 
 def test_bench_fast_mode_separates_every_corruption_kind():
