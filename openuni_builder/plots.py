@@ -73,8 +73,8 @@ def write_plots(out: Path, summary: IndexSummary, stats: dict[str, Any],
             drawn[name] = (_save(fig, folder, name), caption)
 
     grid("scores", {c: summary.scores[c] for c in sorted(summary.scores)}, "Source quality scores of the kept clips.")
-    grid("quality", {n.removeprefix("quality."): v for n, v in summary.series.items() if n.startswith("quality.") and v},
-         "Annotation quality scores of the kept clips (docs/QUALITY.md).")
+    quality = {n.removeprefix("quality."): v for n, v in summary.series.items() if n.startswith("quality.") and v}
+    grid("quality", quality, "Annotation quality scores of the kept clips (docs/QUALITY.md).")
     single("persons", summary.series.get("persons", ()), "people (tracks) per clip",
            "People per clip from the person detector.", integer=True)
     single("entities", summary.series.get("entities", ()),
