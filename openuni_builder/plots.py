@@ -61,6 +61,7 @@ def write_plots(out: Path, summary: IndexSummary, stats: dict[str, Any],
         for ax, (field, values) in zip(fig.subplots(1, 2), motion.items()):
             _hist(ax, values, f"flow magnitude, {field} (px/frame)")
         drawn["motion"] = (_save(fig, folder, "motion"), "Optical-flow magnitude per clip (motion filter values).")
+
     def grid(name: str, series: dict[str, Sequence[float]], caption: str) -> None:
         """One histogram per series, three to a row."""
         if series:
