@@ -47,6 +47,9 @@ CHURN_MIN_AREA = 1e-4
 #: The flow, depth and seg checks run at most this many pixels on the longer side (see
 #: `quality_scores` for what it saves).
 WORK_SIDE = 128
+MIN_WORK_SIDE = 16
+#: OpenCV's DIS refuses frames with both sides below this (its patch size).
+DIS_MIN_SIDE = 12
 #: Seg entity labels that mean "person" (Mask2Former COCO panoptic says "person").
 PERSON_LABELS = frozenset({"person"})
 #: Every score `quality_scores` can return, with its range; docs/QUALITY.md explains each.
@@ -327,10 +330,13 @@ def quality_scores(frames: np.ndarray, raws: dict[str, dict[str, np.ndarray]],
     T, H, W = frames.shape[:3]
     metas = metas or {}
     arrays = {name: _checked(name, raw, T, H, W) for name, raw in raws.items() if name in _LAYOUTS}
-    scale = min(1.0, work_side / max(H, W))
+    # Shrink to `work_side`, but never a short side below MIN_WORK_SIDE (an elongated clip).
+    scale = min(1.0, max(work_side / max(H, W), MIN_WORK_SIDE / min(H, W)))
     size = (max(1, round(W * scale)), max(1, round(H * scale)))
     small = _Shrink(size, (W, H))
-    needs_motion = T >= 2 and any(m in arrays for m in ("flow", "depth", "seg"))
+    # DIS needs a side of at least DIS_MIN_SIDE: tinier clips get None for the motion scores.
+    needs_motion = (T >= 2 and max(size) >= DIS_MIN_SIDE
+                    and any(m in arrays for m in ("flow", "depth", "seg")))
     motion = Motion.of_frames(small.images(frames, cv2.INTER_AREA)) if needs_motion else None
     scores: Scores = {}
     if "flow" in arrays:

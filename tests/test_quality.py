@@ -130,6 +130,14 @@ def test_constant_depth_and_one_frame_clips_give_none_not_an_error():
     assert one["depth_flicker"] is None and one["seg_temporal_iou"] is None and one["seg_coverage"] == 1.0
 
 
+def test_clips_too_small_for_the_reference_motion_give_none():
+    frames = np.random.default_rng(0).integers(0, 256, (9, 8, 8, 3), dtype=np.uint8)  # DIS needs 12 px
+    scores = quality_scores(frames, {"flow": {"flow": np.zeros((8, 8, 8, 2), np.float32)},
+                                     "seg": {"ids": np.ones((9, 8, 8), np.uint16)}})
+    assert scores["flow_warp_error"] is None and scores["seg_temporal_iou"] is None
+    assert scores["seg_coverage"] == 1.0 and scores["seg_id_churn"] == 0.0
+
+
 # -- seg ----------------------------------------------------------------------------------------
 
 def test_tracked_entities_score_high_and_swapped_ids_collapse_the_worst_pair():
