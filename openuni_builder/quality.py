@@ -314,7 +314,9 @@ def quality_scores(frames: np.ndarray, raws: dict[str, dict[str, np.ndarray]],
     write them; `metas` = {modality: its meta}, of which seg's `entities` labels are read).
 
     Absent modalities give no keys; a present modality gives all its keys, None where the clip
-    cannot say (see each check). Raises ValueError when an array does not fit the frames.
+    cannot say (see each check; a one-frame clip, or one under DIS_MIN_SIDE on both sides, has no
+    reference motion, so every motion-based score is None). Raises ValueError when an array does
+    not fit the frames.
 
     The flow, depth and seg checks run with frames and arrays shrunk so the longer side is at
     most `work_side` (flow vectors scaled with the frames, ids resized nearest): a quarter of
