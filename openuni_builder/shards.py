@@ -120,9 +120,12 @@ def _segment_duration(meta: dict[str, Any]) -> float | None:
 
 
 def _facts(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Numeric and boolean per-modality facts (person and entity counts, flags) for the index, so
-    balancing and the dataset card need not reopen every sample."""
+    """Numeric and boolean per-modality facts (person and entity counts, flags) and the
+    annotation quality scores (section `quality`) for the index, so balancing and the dataset
+    card need not reopen every sample."""
     sections = {**(meta.get("annotations") or {}), **(meta.get("modalities") or {})}
+    if meta.get("quality"):
+        sections["quality"] = meta["quality"]
     return {name: {k: v for k, v in section.items() if isinstance(v, (bool, int, float))}
             for name, section in sections.items() if isinstance(section, dict)}
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from openuni_builder.quality import SCORES
+
 #: Plotted numbers per clip: name -> how to find it in an index row.
 SERIES = {
     "duration": lambda r: r.get("duration"),
@@ -23,6 +25,9 @@ SERIES = {
     "motion.peak": lambda r: ((r.get("filters") or {}).get("motion") or {}).get("peak"),
     "persons": lambda r: _person_count(r),
     "entities": lambda r: ((r.get("facts") or {}).get("seg") or {}).get("num_entities"),
+    # Annotation quality scores (docs/QUALITY.md), each its own histogram in the card.
+    **{f"quality.{name}": (lambda r, name=name: ((r.get("facts") or {}).get("quality") or {}).get(name))
+       for name in SCORES},
 }
 
 

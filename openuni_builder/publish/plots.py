@@ -61,15 +61,21 @@ def write_plots(out: Path, summary: IndexSummary, stats: dict[str, Any],
         for ax, (field, values) in zip(fig.subplots(1, 2), motion.items()):
             _hist(ax, values, f"flow magnitude, {field} (px/frame)")
         drawn["motion"] = (_save(fig, folder, "motion"), "Optical-flow magnitude per clip (motion filter values).")
-    columns = sorted(summary.scores)
-    if columns:
-        fig = Figure(figsize=(4 * min(3, len(columns)), 3 * -(-len(columns) // 3)))
-        axes = np.atleast_1d(fig.subplots(-(-len(columns) // 3), min(3, len(columns)))).ravel()
-        for ax, column in zip(axes, columns):
-            _hist(ax, summary.scores[column], column)
-        for ax in axes[len(columns):]:
-            ax.set_visible(False)
-        drawn["scores"] = (_save(fig, folder, "scores"), "Source quality scores of the kept clips.")
+
+    def grid(name: str, series: dict[str, Sequence[float]], caption: str) -> None:
+        """One histogram per series, three to a row."""
+        if series:
+            fig = Figure(figsize=(4 * min(3, len(series)), 3 * -(-len(series) // 3)))
+            axes = np.atleast_1d(fig.subplots(-(-len(series) // 3), min(3, len(series)))).ravel()
+            for ax, (label, values) in zip(axes, series.items()):
+                _hist(ax, values, label)
+            for ax in axes[len(series):]:
+                ax.set_visible(False)
+            drawn[name] = (_save(fig, folder, name), caption)
+
+    grid("scores", {c: summary.scores[c] for c in sorted(summary.scores)}, "Source quality scores of the kept clips.")
+    quality = {n.removeprefix("quality."): v for n, v in summary.series.items() if n.startswith("quality.") and v}
+    grid("quality", quality, "Annotation quality scores of the kept clips (docs/QUALITY.md).")
     single("persons", summary.series.get("persons", ()), "people (tracks) per clip",
            "People per clip from the person detector.", integer=True)
     single("entities", summary.series.get("entities", ()),
