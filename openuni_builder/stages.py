@@ -22,7 +22,7 @@ from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip, ModalityOutput
 from openuni_builder.crashes import guard
 from openuni_builder.download import fetch_video
-from openuni_builder.filters import Filter, HashIndex, run_filters
+from openuni_builder.filters import Filter, HashIndex, clip_quality, run_filters
 from openuni_builder.location import StorageOptions, local_file
 from openuni_builder.models import CACHE_ENV
 from openuni_builder.shards import node_id
@@ -256,7 +256,7 @@ def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...
         "frame_times": clip.source_info.get("frame_times", []),
         "caption": caption, "caption_from": caption_from,
         "caption_source": req.caption, "caption_generated": generated,
-        "scores": req.scores, "extra": req.extra, "filters": clip.filters,
+        "scores": req.scores, "extra": req.extra, "filters": clip.filters, "quality": clip_quality(clip),
         "modalities": modalities, "annotations": annotations, "dry_run": dry_run,
     }
     members["json"] = json.dumps(meta, default=_jsonable).encode()

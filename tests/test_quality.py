@@ -298,8 +298,8 @@ def test_filter_is_scheduled_after_the_last_annotator_it_scores():
 
 
 def test_quality_reaches_the_index_facts_and_the_cards_histograms(tmp_path):
-    from openuni_builder.index_summary import IndexSummary
-    from openuni_builder.plots import write_plots
+    from openuni_builder.publish.index_summary import IndexSummary
+    from openuni_builder.publish.plots import write_plots
     from openuni_builder.shards import index_row
 
     rows = [index_row(f"k{i}", "s.tar", {"json": b"{}"},

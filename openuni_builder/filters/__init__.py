@@ -18,7 +18,8 @@ read them). The person filter is the one exception to "drop the clip" (see `anno
 
 One module per kind: `base` (what all share), `scores` (listing and probe: source scores and
 container metadata), `content` (black, frozen, scene cut), `duplicates` (perceptual hash and the
-driver's index) and `annotated` (motion, person). This package holds the registry and the
+driver's index), `annotated` (motion, person) and `quality` (ranges on the annotation quality
+scores of `openuni_builder.quality`). This package holds the registry and the
 functions that run filters by phase; every name is re-exported here, so importers need not know
 which module a kind lives in.
 """
@@ -35,19 +36,21 @@ from openuni_builder.filters.content import (BlackFilter, FrozenFilter, SceneCut
                                              distinct_frames, luma)
 from openuni_builder.filters.duplicates import (HashIndex, NearDuplicateFilter, clip_phash, frame_phash,
                                                 phash_distance)
+from openuni_builder.filters.quality import QualityFilter, clip_quality
 from openuni_builder.filters.scores import MetadataFilter, ScoreFilter
 
 __all__ = [
-    "FILTERS", "HUMAN_MODALITIES", "PHASES", "BlackFilter", "Bounds", "Filter", "FilterConfigError", "FrozenFilter",
-    "HashIndex", "MetadataFilter", "MotionFilter", "NearDuplicateFilter", "PersonFilter", "SceneCutFilter",
-    "ScoreFilter", "Verdict", "clip_phash", "content_scores", "distinct_frames", "frame_phash", "in_phase", "luma",
-    "parse_filters", "phash_distance", "run_filters", "schedule",
+    "FILTERS", "HUMAN_MODALITIES", "PHASES", "BlackFilter", "Bounds", "Filter", "FilterConfigError",
+    "FrozenFilter", "HashIndex", "MetadataFilter", "MotionFilter", "NearDuplicateFilter", "PersonFilter",
+    "QualityFilter", "SceneCutFilter", "ScoreFilter", "Verdict", "clip_phash", "clip_quality", "content_scores",
+    "distinct_frames", "frame_phash", "in_phase", "luma", "parse_filters", "phash_distance", "run_filters",
+    "schedule",
 ]
 
 # Run order inside a phase (cheap checks first); also the registry of names for the config.
 FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (
     ScoreFilter, MetadataFilter, BlackFilter, FrozenFilter, SceneCutFilter, NearDuplicateFilter,
-    MotionFilter, PersonFilter)}
+    MotionFilter, PersonFilter, QualityFilter)}
 
 
 def parse_filters(block: dict[str, Any] | None) -> list[Filter]:
