@@ -67,6 +67,7 @@ class BuildOptions:
     progress: bool = True
     dry_run: bool = False
     storage_options: StorageOptions = field(default_factory=dict)
+    shot_detector: str | None = None
 
 
 def build(opts: BuildOptions) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
 
     ctx = SourceContext(input=_maybe(opts.input, opts), work_dir=out, spec=cfg.spec,
                         video_root=_maybe(opts.video_root, opts), download=opts.download, out=target,
-                        options=opts.storage_options)
+                        options=opts.storage_options, shot_detector=opts.shot_detector)
     ledger = Ledger(out)
     recovered = recover(target / "shards", ledger)
     if recovered:

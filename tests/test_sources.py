@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import re
 from pathlib import Path
@@ -116,7 +118,9 @@ def test_folder_splits_videos_into_shots(tmp_path):
     (root / "sub").mkdir(parents=True)
     write_video(root / "sub" / "cut.mp4", frames, 25.0)
     write_video(root / "plain.mp4", numbered_frames(30, 64, 64) // 8, 25.0)
-    reqs = list(get_source("folder").requests(ctx(tmp_path, root)))
+    folder = get_source("folder")
+    reqs = list(folder.requests(replace(ctx(tmp_path, root), shot_detector="content")))  # --shot-detector content
+    assert folder.detector.name == "content"
     cut = [r for r in reqs if r.video_id == "sub/cut"]
     assert len(cut) == 2 and cut[0].end == pytest.approx(1.0, abs=0.05) and cut[1].start == pytest.approx(1.0, abs=0.05)
     assert [r.video_id for r in reqs if r.video_id == "plain"] == ["plain"]

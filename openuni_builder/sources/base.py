@@ -96,6 +96,7 @@ class SourceContext:
     download: bool = False
     out: Path | UPath | None = None
     options: StorageOptions = field(default_factory=dict)
+    shot_detector: str | None = None  # the folder source's detector (shots.get_detector; None: its default)
 
     @property
     def output(self) -> Path | UPath:

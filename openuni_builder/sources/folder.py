@@ -33,6 +33,8 @@ class Folder:
     def requests(self, ctx: SourceContext) -> Iterator[ClipRequest]:
         if ctx.input is None or not ctx.input.is_dir():
             raise SourceError(f"--source folder needs --input DIR (a directory of videos), got {ctx.input}")
+        if ctx.shot_detector:  # chosen for this build (--shot-detector)
+            self.detector = get_detector(ctx.shot_detector)
         videos = sorted(p for p in ctx.input.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
         for path in videos:
             video_id = str(path.relative_to(ctx.input).with_suffix(""))
