@@ -1,19 +1,23 @@
 """How Pixelplanes videos and raw sidecars are stored.
 
 Videos: the measured storage choices (bench/pixelplanes_storage.py, table in docs/PIXELPLANES.md)
-and the default per modality picked from those numbers. Sidecars: one compressed npz per
-modality with each known array cast to its compact lossless-enough dtype.
+and the default per modality picked from those numbers. Sidecars: each known array cast to its
+compact lossless-enough dtype, then written as a standard npz or as a lossless FFV1 video
+(raw_ffv1.py). Profiles (`PROFILES`) name one video storage and one sidecar format per modality;
+the default was chosen from bench/storage_pareto.py (docs/PIXELPLANES.md, "Storage profiles").
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Mapping
 
 import numpy as np
 
+from openuni_builder.pixelplanes import raw_ffv1
 from openuni_builder.video_io import VideoEncoding
 
 STORAGES: dict[str, VideoEncoding] = {
@@ -22,6 +26,9 @@ STORAGES: dict[str, VideoEncoding] = {
     "x264rgb_lossless": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="medium"),
     "x264rgb_lossless_fast": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="superfast"),
     "ffv1": VideoEncoding("ffv1", "bgr0", crf=None, preset=None),
+    # Near-lossless: x264rgb (no YUV conversion) at qp 4. On 3 real DIS flows it adds 0.002-0.013 px
+    # to the flow video's mean EPE for 9-18% fewer bytes; 4:4:4 YUV at crf 4 adds 0.06-0.29 px.
+    "x264rgb_qp4_fast": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=4, preset="superfast"),
 }
 # Flow takes the fast preset: on the 7 bundled sample clips it encodes in 1/3 of medium's CPU
 # (0.69 vs 2.15 s) for 4.7% more video bytes, which are small next to the flow sidecar, and the
@@ -47,23 +54,95 @@ FIXED_POINT: dict[str, int] = {"flow": 64}
 RAW_COMPRESSLEVEL = 1
 
 
-def storage(modality: str, choice: str | None = None) -> VideoEncoding:
-    """The VideoEncoding for a modality's Pixelplanes video: `choice` or the measured default."""
+# Sidecar formats and the member suffix each is written under (KEY.<modality>.<suffix>).
+RAW_FORMATS: dict[str, str] = {"npz": "npz", "ffv1": "raw.mkv"}
+MODALITIES = tuple(DEFAULT_STORAGE)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One named storage choice for a build: per modality, the Pixelplanes video storage (a key
+    of STORAGES) and the raw sidecar format (a key of RAW_FORMATS, or None for no sidecar)."""
+
+    name: str
+    description: str
+    video: Mapping[str, str]
+    raw: Mapping[str, str | None]
+
+
+def _per_modality(default: str | None, **overrides: str | None) -> dict[str, str | None]:
+    return {m: overrides.get(m, default) for m in MODALITIES}
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    # The previous default, member for member: readers of earlier builds work unchanged.
+    Profile("archive", "everything lossless: lossless Pixelplanes videos, raw sidecars as npz "
+            "(KEY.<m>.npz, what numpy.load reads)", dict(DEFAULT_STORAGE), _per_modality("npz")),
+    # The default: on the bundled real clips (RGB + DIS flow, 49 frames at 256²) 0.36-0.38x the
+    # bytes per sample of the previous default (npz sidecars), for the same exact values.
+    Profile("standard", "lossless Pixelplanes videos and exact raw sidecars; sidecars of image-like "
+            "arrays (flow, depth, seg ids, DensePose IUV) as lossless 16-bit FFV1 (KEY.<m>.raw.mkv), "
+            "skeleton keypoints as npz",
+            dict(DEFAULT_STORAGE), _per_modality("ffv1", skeleton="npz")),
+    Profile("train", "what UnityVideo-style trainers read: the lossless Pixelplanes videos, no raw sidecars",
+            dict(DEFAULT_STORAGE), _per_modality(None)),
+    Profile("compact", "train, with the flow video near-lossless (x264rgb qp 4: +0.002-0.013 px mean EPE)",
+            {**DEFAULT_STORAGE, "flow": "x264rgb_qp4_fast"}, _per_modality(None)),
+)}
+DEFAULT_PROFILE = "standard"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named storage profile (DEFAULT_PROFILE when None)."""
+    name = name or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise KeyError(f"unknown storage profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def _modality(modality: str) -> str:
     if modality not in DEFAULT_STORAGE:
         raise KeyError(f"unknown modality {modality!r}; known: {', '.join(DEFAULT_STORAGE)}")
-    name = choice or DEFAULT_STORAGE[modality]
+    return modality
+
+
+def storage(modality: str, choice: str | None = None, profile: str | None = None) -> VideoEncoding:
+    """The VideoEncoding for a modality's Pixelplanes video: `choice`, else the profile's."""
+    name = choice or get_profile(profile).video[_modality(modality)]
     if name not in STORAGES:
         raise KeyError(f"unknown Pixelplanes storage {name!r}; known: {', '.join(STORAGES)}")
     return STORAGES[name]
 
 
-def save_raw(raw: dict[str, np.ndarray]) -> bytes:
-    """One deflated npz of a modality's raw arrays (a standard .npz: `numpy.load` reads it), known
-    keys cast to their sidecar dtype.
+def raw_member(modality: str, profile: str | None = None) -> str | None:
+    """The shard member that holds a modality's raw sidecar under a profile (e.g. "flow.raw.mkv"),
+    or None when the profile stores no sidecar for it."""
+    fmt = get_profile(profile).raw[_modality(modality)]
+    return None if fmt is None else f"{modality}.{RAW_FORMATS[fmt]}"
+
+
+def save_raw(raw: dict[str, np.ndarray], modality: str | None = None, profile: str | None = None) -> bytes:
+    """A modality's raw arrays as sidecar bytes, known keys cast to their sidecar dtype, in the
+    profile's format for `modality` (without a modality: npz, a standard .npz `numpy.load` reads).
 
     Refuses casts that would change values: integers out of the target range, floats that
-    overflow float16.
+    overflow float16; and a profile that stores no sidecar for the modality.
     """
+    fmt = "npz"
+    if modality is not None:
+        fmt = get_profile(profile).raw[_modality(modality)]
+        if fmt is None:
+            raise ValueError(f"storage profile {get_profile(profile).name!r} stores no {modality} sidecar")
+    arrays = sidecar_arrays(raw)
+    if fmt == "ffv1":
+        return raw_ffv1.write(arrays)
+    buf = io.BytesIO()
+    write_npz(buf, arrays)
+    return buf.getvalue()
+
+
+def sidecar_arrays(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays a sidecar stores: known keys in their sidecar dtype or fixed point, others as given."""
     arrays = {}
     for key, value in raw.items():
         arr = np.asarray(value)
@@ -73,25 +152,40 @@ def save_raw(raw: dict[str, np.ndarray]) -> bytes:
         elif want is not None and arr.dtype != want:
             arr = _cast(key, arr, want)
         arrays[key] = arr
-    buf = io.BytesIO()
-    write_npz(buf, arrays)
-    return buf.getvalue()
+    return arrays
 
 
-def write_npz(target: str | Path | BinaryIO, arrays: dict[str, np.ndarray], level: int = RAW_COMPRESSLEVEL) -> None:
-    """A standard deflated .npz (what `numpy.load` reads) at deflate `level`; numpy's own
-    `savez_compressed` is fixed at level 6, 3.8x slower than 1 on flow (see RAW_COMPRESSLEVEL)."""
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as npz:
+def write_npz(target: str | Path | BinaryIO, arrays: dict[str, np.ndarray], level: int | None = RAW_COMPRESSLEVEL,
+              method: int = zipfile.ZIP_DEFLATED) -> None:
+    """A standard .npz (what `numpy.load` reads), deflated at `level`; numpy's own
+    `savez_compressed` is fixed at level 6, 3.8x slower than 1 on flow (see RAW_COMPRESSLEVEL).
+    `method` may be any zip method numpy.load reads (bzip2, LZMA: bench/storage_pareto.py)."""
+    with zipfile.ZipFile(target, "w", method, compresslevel=level) as npz:
         for key, arr in arrays.items():
             with npz.open(f"{key}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asarray(arr), allow_pickle=False)
 
 
 def load_raw(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays of a sidecar written by `save_raw` (no pickles)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {key: npz[key].astype(np.float32) / FIXED_POINT[key]
-                if key in FIXED_POINT and npz[key].dtype == np.int16 else npz[key] for key in npz.files}
+    """The arrays of a sidecar written by `save_raw` in any format (told apart by their first
+    bytes; no pickles), fixed-point arrays back in float32 units."""
+    if data[:4] == raw_ffv1.MAGIC:
+        stored = raw_ffv1.read(data)
+    else:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            stored = {key: npz[key] for key in npz.files}
+    return {key: arr.astype(np.float32) / FIXED_POINT[key] if key in FIXED_POINT and arr.dtype == np.int16 else arr
+            for key, arr in stored.items()}
+
+
+def sample_raw(sample: Mapping[str, bytes], modality: str) -> dict[str, np.ndarray] | None:
+    """A modality's raw arrays from a decoded sample's members (webdataset-style: extension ->
+    bytes), whichever sidecar format the build wrote; None when the sample has no sidecar."""
+    for suffix in RAW_FORMATS.values():
+        data = sample.get(f"{modality}.{suffix}")
+        if data is not None:
+            return load_raw(data)
+    return None
 
 
 def _to_fixed(key: str, arr: np.ndarray, scale: int) -> np.ndarray:
