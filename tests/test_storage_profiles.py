@@ -73,10 +73,15 @@ def test_flow_round_trip_bounds(real_clip, built, profile):
         assert np.abs(raw["flow"] - flow).max() <= FLOW_RAW_MAX_ERR_PX + 1e-6
 
 
+@pytest.fixture(scope="module")
+def synthetic():
+    """Exact depth and entity ids of a rendered clip at the default spec (no model runs offline)."""
+    return render(default_spec(), 0)
+
+
 @pytest.mark.parametrize("profile", list(PROFILES))
-def test_seg_and_depth_round_trip_bounds(profile):
-    spec = default_spec()
-    synth = render(spec, 0)
+def test_seg_and_depth_round_trip_bounds(synthetic, profile):
+    spec, synth = default_spec(), synthetic
     raws = {"seg": {"ids": synth.ids}, "depth": {"disparity": (1 / synth.depth).astype(np.float32)}}
     for modality, raw in raws.items():
         frames, params = pixelplanes.encode(modality, raw, spec.num_frames, size=(spec.height, spec.width))
