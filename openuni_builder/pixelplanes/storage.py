@@ -26,8 +26,9 @@ STORAGES: dict[str, VideoEncoding] = {
     "x264rgb_lossless": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="medium"),
     "x264rgb_lossless_fast": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=0, preset="superfast"),
     "ffv1": VideoEncoding("ffv1", "bgr0", crf=None, preset=None),
-    # Near-lossless: x264rgb (no YUV conversion) at qp 4. On 3 real DIS flows it adds 0.002-0.013 px
-    # to the flow video's mean EPE for 9-18% fewer bytes; 4:4:4 YUV at crf 4 adds 0.06-0.29 px.
+    # Near-lossless: x264rgb (no YUV conversion) at qp 4. On 3 real DIS flows it adds 0.007 px to
+    # the flow video's mean EPE for 16% fewer bytes than the fast lossless preset; 4:4:4 YUV at
+    # crf 18 adds 0.22 px (bench/storage_pareto.py).
     "x264rgb_qp4_fast": VideoEncoding("libx264rgb", "rgb24", crf=None, qp=4, preset="superfast"),
 }
 # Flow takes the fast preset: on the 7 bundled sample clips it encodes in 1/3 of medium's CPU
@@ -86,8 +87,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             dict(DEFAULT_STORAGE), _per_modality("ffv1", skeleton="npz")),
     Profile("train", "what UnityVideo-style trainers read: the lossless Pixelplanes videos, no raw sidecars",
             dict(DEFAULT_STORAGE), _per_modality(None)),
-    Profile("compact", "train, with the flow video near-lossless (x264rgb qp 4: +0.002-0.013 px mean EPE)",
-            {**DEFAULT_STORAGE, "flow": "x264rgb_qp4_fast"}, _per_modality(None)),
+    # Depth's lossless colormap video is its largest member (1.8 MB on the stand-in, more than its
+    # FFV1 sidecar); 4:4:4 crf 18 is 17x smaller for AbsRel 0.0092 instead of 0.0036 (stand-in).
+    # Flat-colour videos (seg, DensePose) stay lossless: near-lossless breaks their ids and parts.
+    Profile("compact", "train, with the flow video near-lossless (x264rgb qp 4: +0.007 px mean EPE) and "
+            "the depth video lossy 4:4:4 (h264_444: AbsRel 0.0029-0.0092 instead of 0.0024-0.0036)",
+            {**DEFAULT_STORAGE, "flow": "x264rgb_qp4_fast", "depth": "h264_444"}, _per_modality(None)),
 )}
 DEFAULT_PROFILE = "standard"
 
@@ -176,6 +181,22 @@ def load_raw(data: bytes) -> dict[str, np.ndarray]:
             stored = {key: npz[key] for key in npz.files}
     return {key: arr.astype(np.float32) / FIXED_POINT[key] if key in FIXED_POINT and arr.dtype == np.int16 else arr
             for key, arr in stored.items()}
+
+
+def raw_layout(data: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Stored dtype and shape of each array of a sidecar in any format, without decoding it
+    (what a dataset card lists for a raw member)."""
+    if data[:4] == raw_ffv1.MAGIC:
+        return {d["key"]: (d["dtype"], tuple(d["shape"])) for d in raw_ffv1.layout(data)}
+    out = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as npz:
+        for name in npz.namelist():
+            with npz.open(name) as fh:
+                major, _ = np.lib.format.read_magic(fh)
+                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(fh)
+            out[name.removesuffix(".npy")] = (dtype.name, shape)
+    return out
 
 
 def sample_raw(sample: Mapping[str, bytes], modality: str) -> dict[str, np.ndarray] | None:
