@@ -72,6 +72,11 @@ def half(arr: np.ndarray) -> np.ndarray:
     return np.stack([cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA) for a in arr])
 
 
+def repeat2(arr: np.ndarray) -> np.ndarray:
+    """Every pixel repeated 2x2 (labels back to full size)."""
+    return np.repeat(np.repeat(arr, 2, 1), 2, 2)
+
+
 def up(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR) for a in arr])
 
@@ -114,8 +119,7 @@ def raw_candidates(modality: str) -> dict[str, Candidate]:
                             lambda d, a: up(load_raw(d)[key].astype(np.float32), *a.shape[1:3]), False)
     else:  # labels: every other pixel, repeated back
         out["ffv1_half"] = (lambda a: raw_ffv1.write(stored(a[:, ::2, ::2])),
-                            lambda d, a: np.repeat(np.repeat(load_raw(d)[key], 2, 1), 2, 2)[:, :a.shape[1], :a.shape[2]],
-                            False)
+                            lambda d, a: repeat2(load_raw(d)[key])[:, :a.shape[1], :a.shape[2]], False)
     return out
 
 
