@@ -47,7 +47,7 @@ from bench.harness import (ROOT, SampleClip, default_spec, emit, emit_machine, p
                            repeated, run_build, run_measured, sample_clips, write_manifest)
 from openuni_builder.clip import ClipSpec  # noqa: E402
 from openuni_builder.metrics import epe  # noqa: E402
-from openuni_builder.pixelplanes import load_raw  # noqa: E402
+from openuni_builder.pixelplanes.storage import load_raw, raw_member  # noqa: E402
 from openuni_builder.synthetic import load_gt  # noqa: E402
 from openuni_builder.video_io import cut_clip  # noqa: E402
 
@@ -92,7 +92,7 @@ def ours_flows(build: Path) -> dict[str, np.ndarray]:
     for shard, rows in index.groupby("shard"):
         with tarfile.open(build / "shards" / shard) as tar:
             for row in rows.itertuples():
-                member = tar.extractfile(f"{row.key}.flow.npz")
+                member = tar.extractfile(f"{row.key}.{raw_member('flow')}")
                 flows[row.video_id] = load_raw(member.read())["flow"].astype(np.float32)
     return flows
 

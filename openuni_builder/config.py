@@ -19,6 +19,7 @@ from annotators import get_annotator
 from annotators.base import Annotator, Resources
 from openuni_builder.clip import ClipSpec
 from openuni_builder.filters import Filter, parse_filters
+from openuni_builder.pixelplanes.storage import DEFAULT_PROFILE, PROFILES
 from openuni_builder.typed import parse_fields
 
 TOP_KEYS = {"name", "description", "clip", "caption", "annotators", "stages", "shards", "filters", "balance",
@@ -108,12 +109,18 @@ class CaptionConfig:
 
 @dataclass(frozen=True)
 class ShardsConfig:
+    """Shard bounds, and the storage profile of every sample's members (pixelplanes.storage.PROFILES:
+    archive, standard, train, compact; docs/PIXELPLANES.md, "Storage profiles")."""
+
     max_samples: int = 256
     max_bytes: int = 1_000_000_000
+    profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         if self.max_samples < 1 or self.max_bytes < 1:
             raise ValueError(f"max_samples and max_bytes must be >= 1, got {self.max_samples}, {self.max_bytes}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown storage profile {self.profile!r}; known: {', '.join(PROFILES)}")
 
 
 @dataclass(frozen=True)

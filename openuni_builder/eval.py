@@ -22,6 +22,7 @@ from upath import UPath
 from openuni_builder import pixelplanes
 from openuni_builder.location import local_file, location, shard_files, webdataset_reads_uris
 from openuni_builder.metrics import depth_metrics, epe, miou
+from openuni_builder.pixelplanes.storage import sample_raw
 from openuni_builder.synthetic import load_gt
 from openuni_builder.video_io import decode_mp4
 
@@ -89,7 +90,10 @@ def ground_truth(out: Path, meta: dict[str, Any]) -> tuple[Path, Arrays]:
 def score_sample(name: str, sample: dict[str, Any], info: dict[str, Any], gt: Arrays) -> dict[str, dict[str, float]]:
     """One modality of one sample scored from its raw sidecar and from its decoded video."""
     scorer = SCORERS[name][0]
-    preds = {"raw": pixelplanes.load_raw(sample[f"{name}.npz"]),
+    raw = sample_raw(sample, name)
+    if raw is None:
+        raise EvalError(f"{sample['__key__']}: no {name} raw sidecar (a storage profile without sidecars)")
+    preds = {"raw": raw,
              "video": pixelplanes.decode(name, decode_mp4(sample[f"{name}.mp4"]), info["pixelplanes"])}
     try:
         return {source: scorer(preds[source], gt) for source in SOURCES}

@@ -36,7 +36,8 @@ class Modality:
     `codec`/`storage` are None for annotators that only add JSON (captions): such a modality has
     no video and no sidecar. `raw` maps each raw array key to the dtype its sidecar stores it in
     (docs/PIXELPLANES.md, "Raw sidecars"); `fixed_point` maps keys stored as round(value * scale)
-    int16. `trainer_index` is the modality's slot in the trainer's switcher embedding (1 + index;
+    int16; `raw_format` is "ffv1" for image-like arrays (a lossless 16-bit video, 0.27x the npz on
+    real flow) and "npz" for the others (keypoints). `trainer_index` is the modality's slot in the trainer's switcher embedding (1 + index;
     0 is RGB): fixed per modality, so a checkpoint keeps its meaning when modalities are added.
     """
 
@@ -47,6 +48,7 @@ class Modality:
     storage: str | None = None  # default storage of its Pixelplanes video (pixelplanes.storage.STORAGES)
     raw: dict[str, str] = field(default_factory=dict)  # raw key -> sidecar dtype
     fixed_point: dict[str, int] = field(default_factory=dict)  # raw key -> fixed-point scale
+    raw_format: str = "ffv1"  # its exact sidecar's format in the default profile (storage.RAW_FORMATS)
     hf_task: str | None = None  # Hugging Face task category for the card
     prompt: str | None = None  # the trainer's modality-type prompt
     trainer_index: int | None = None  # slot in the trainer's switcher; None: not trainable
@@ -109,7 +111,7 @@ _BUILTIN = (
     Modality("skeleton", "annotators.skeleton:SkeletonAnnotator",
              "OpenPose-18 keypoints per tracked person (x, y, score)",
              codec="openuni_builder.pixelplanes.skeleton:SkeletonCodec", storage="x264rgb_lossless",
-             raw={"keypoints": "float32"}, hf_task="keypoint-detection", prompt=_PROMPTS["skeleton"],
+             raw={"keypoints": "float32"}, raw_format="npz", hf_task="keypoint-detection", prompt=_PROMPTS["skeleton"],
              trainer_index=3, export_name="skeleton", human=True),
     Modality("seg", "annotators.entity_seg:EntitySegAnnotator", "entity ids stable over the clip (0 = background)",
              codec="openuni_builder.pixelplanes.seg:SegCodec", storage="x264rgb_lossless",

@@ -303,7 +303,8 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
             ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
                         compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
-    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run),
+    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run,
+                        storage_profile=cfg.shards.profile),
                 num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **retries)
     # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
     # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would

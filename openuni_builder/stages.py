@@ -25,6 +25,7 @@ from openuni_builder.download import fetch_video
 from openuni_builder.filters import Filter, HashIndex, clip_quality, run_filters
 from openuni_builder.location import StorageOptions, local_file
 from openuni_builder.models import CACHE_ENV
+from openuni_builder.pixelplanes.storage import get_profile, raw_member
 from openuni_builder.shards import node_id
 from openuni_builder.video_io import TOO_SHORT, BadVideo, TooShort, cut_clip, encode_mp4
 
@@ -220,13 +221,14 @@ class AnnotatorStage:
         clip.outputs[self.name] = output
 
 
-def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False) -> Row:
+def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False,
+               storage_profile: str | None = None) -> Row:
     """Encode RGB, Pixelplanes videos, raw sidecars, caption and JSON into shard members."""
     started = time.time()
     clip = Clip.from_bytes(row["clip"])
     if clip.ok:
         try:
-            clip.members = build_members(clip, caption_use, video_modalities, dry_run)
+            clip.members = build_members(clip, caption_use, video_modalities, dry_run, storage_profile)
             clip.frames, clip.outputs = None, {}
         except Exception as exc:
             clip.fail("encode", exc)
@@ -234,17 +236,24 @@ def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dr
     return {"key": row["key"], "clip": clip.to_bytes()}
 
 
-def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool) -> dict[str, bytes]:
+def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool,
+                  storage_profile: str | None = None) -> dict[str, bytes]:
+    """The sample's shard members; Pixelplanes videos and raw sidecars as `storage_profile` says
+    (pixelplanes.storage.PROFILES; None = DEFAULT_PROFILE)."""
     spec, req = clip.spec, clip.request
     members = {"mp4": encode_mp4(clip.frames, spec.fps)}
     modalities: dict[str, Any] = {}
+    profile = get_profile(storage_profile)
     for name in video_modalities:
         output = clip.outputs[name]
         frames, params = pixelplanes.encode(name, output.raw, spec.num_frames, size=(spec.height, spec.width))
-        storage = pixelplanes.storage(name)
+        storage = pixelplanes.storage(name, profile=profile.name)
         members[f"{name}.mp4"] = encode_mp4(frames, spec.fps, storage)
-        members[f"{name}.npz"] = pixelplanes.save_raw(output.raw)
-        modalities[name] = {"pixelplanes": params, "storage": storage.__dict__, **output.meta}
+        sidecar = raw_member(name, profile.name)
+        if sidecar is not None:
+            members[sidecar] = pixelplanes.save_raw(output.raw, name, profile.name)
+        modalities[name] = {"pixelplanes": params, "storage": storage.__dict__, "storage_profile": profile.name,
+                            "raw_member": sidecar, **output.meta}
     annotations = {n: o.meta for n, o in clip.outputs.items() if n not in video_modalities}
     generated = (annotations.get("caption") or {}).get("caption_generated")
     caption, caption_from = choose_caption(req.caption, generated, caption_use)

@@ -15,7 +15,7 @@ from openuni_builder.config import load_config
 from openuni_builder.sources import SourceContext, get_source
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["floor", "peer", "scaling", "gpu", "data_plane", "driver_scale", "v2d_driver"]
+SCRIPTS = ["floor", "peer", "scaling", "gpu", "data_plane", "driver_scale", "v2d_driver", "storage_pareto"]
 
 
 def _harness():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import webdataset as wds
 
-from openuni_builder import pixelplanes
 from openuni_builder.cli import main
+from openuni_builder.pixelplanes.storage import sample_raw
 from openuni_builder.video_io import decode_mp4
 from tests.conftest import TINY_SPEC, numbered_frames, tiny_config, write_audio_only, write_video
 
@@ -53,13 +53,13 @@ def test_build_writes_webdataset_shards_index_stats_and_ledger(tmp_path, ray_loc
     samples = read_samples(out)
     assert len(samples) == 3
     members = {frozenset(k for k in s if not k.startswith("__")) for s in samples}
-    assert members == {frozenset({"mp4", "json", "txt", "flow.mp4", "flow.npz"})}
+    assert members == {frozenset({"mp4", "json", "txt", "flow.mp4", "flow.raw.mkv"})}
     for s in samples:
         meta = json.loads(s["json"])
         assert "." not in s["__key__"] and meta["key"] == s["__key__"]
         rgb, flow_video = decode_mp4(s["mp4"]), decode_mp4(s["flow.mp4"])
         assert rgb.shape == flow_video.shape == (TINY_SPEC.num_frames, TINY_SPEC.height, TINY_SPEC.width, 3)
-        raw = pixelplanes.load_raw(s["flow.npz"])
+        raw = sample_raw(s, "flow")
         assert raw["flow"].shape == (TINY_SPEC.num_frames - 1, TINY_SPEC.height, TINY_SPEC.width, 2)
         assert s["txt"].decode() == meta["caption"] and meta["caption_from"] == "source"
         assert meta["modalities"]["flow"]["provenance"]["backend"] == "opencv-dis"

@@ -47,7 +47,7 @@ def test_card_front_matter_is_a_hub_dataset_card(samples_build):
     infos = {i["config_name"]: i for i in meta["dataset_info"]}
     assert infos["all"]["splits"][0]["num_examples"] == 5 and infos["balanced"]["splits"][0]["num_examples"] == 4
     names = {f["name"] for f in infos["all"]["features"]}
-    assert {"mp4", "flow.mp4", "flow.npz", "json", "txt"} <= names
+    assert {"mp4", "flow.mp4", "flow.raw.mkv", "json", "txt"} <= names
     card = DatasetCard.load(samples_build / "README.md")
     assert card.data.license == "other" and "## Dataset structure" in card.text
 
@@ -65,7 +65,7 @@ def test_card_markdown_has_every_section_member_plot_and_preview(samples_build):
     assert sum(i.startswith("previews/") and i.endswith(".png") for i in images) == 2
     assert sum(i.endswith(".gif") for i in images) == 2
     assert all((samples_build / i).is_file() for i in images)
-    for member in ["KEY.mp4", "KEY.json", "KEY.txt", "KEY.flow.mp4", "KEY.flow.npz"]:
+    for member in ["KEY.mp4", "KEY.json", "KEY.txt", "KEY.flow.mp4", "KEY.flow.raw.mkv"]:
         assert f"`{member}`" in body
     stats = json.loads((samples_build / "stats.json").read_text())
     for field in ["frame_times", "filters", "modalities", "caption_from"]:

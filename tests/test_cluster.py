@@ -91,7 +91,7 @@ def test_build_submitted_to_a_loopback_head(tmp_path):
         samples = read_samples(out)
         keys = [s["__key__"] for s in samples]
         assert len(keys) == len(set(keys)) == written
-        assert all({"mp4", "json", "flow.mp4", "flow.npz"} <= set(s) for s in samples)
+        assert all({"mp4", "json", "flow.mp4", "flow.raw.mkv"} <= set(s) for s in samples)
     finally:
         head.send_signal(signal.SIGINT)  # the doc's Ctrl-C
         try:

@@ -61,7 +61,7 @@ def assert_same_samples(a: dict[str, dict[str, bytes]], b: dict[str, dict[str, b
             other = b[key][member]
             if member in ("mp4", "txt", "json") or data == other:
                 assert data == other, (key, member)
-            elif member.endswith(".npz"):
+            elif member.endswith((".npz", ".raw.mkv")):
                 x, y = pixelplanes.load_raw(data), pixelplanes.load_raw(other)
                 for name in x:
                     gap = float(np.abs(x[name].astype(np.float32) - y[name].astype(np.float32)).mean())
@@ -115,7 +115,7 @@ def test_a_build_at_a_uri_loads_in_hf_datasets_and_resumes(tmp_path, ray_local, 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     ds = datasets.load_dataset("webdataset", data_files={"train": f"{target}/shards/*.tar"}, split="train",
                                storage_options=s3.options["s3"], cache_dir=str(tmp_path / "hf"))
-    assert len(ds) == 3 and {"mp4", "flow.mp4", "flow.npz", "json", "txt"} <= set(ds.column_names)
+    assert len(ds) == 3 and {"mp4", "flow.mp4", "flow.raw.mkv", "json", "txt"} <= set(ds.column_names)
 
     # Another machine (an empty staging folder) resumes from what OUT holds: nothing is redone.
     monkeypatch.setenv("OPENUNI_STAGING", str(tmp_path / "elsewhere"))

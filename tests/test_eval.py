@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from annotators.flow import DisFlow
-from openuni_builder import pixelplanes
 from openuni_builder.cli import main as build_main
 from openuni_builder.clip import ClipSpec
 from openuni_builder.commands.eval import main
 from openuni_builder.eval import evaluate, read_samples, score_depth, score_flow, score_seg
 from openuni_builder.metrics import epe
+from openuni_builder.pixelplanes.storage import sample_raw
 from openuni_builder.synthetic import load_gt, render
 from openuni_builder.random_models import write_random_model
 from openuni_builder.video_io import cut_clip
@@ -101,7 +101,7 @@ def test_negated_or_halved_stored_flow_is_clearly_worse(synthetic_build):
     stored, negated, halved = [], [], []
     for sample in read_samples(synthetic_build):
         gt = load_gt(json.loads(sample["json"])["extra"]["ground_truth"])
-        flow = pixelplanes.load_raw(sample["flow.npz"])["flow"]
+        flow = sample_raw(sample, "flow")["flow"]
         for out, pred in ((stored, flow), (negated, -flow), (halved, 0.5 * flow)):
             out.append(score_flow({"flow": pred}, gt)["epe_all"])
     assert len(stored) == CLIPS

@@ -85,7 +85,7 @@ def test_dry_run_runs_tiny_models_and_never_mixes_with_a_real_build(tmp_path, ra
     for s in samples:
         meta = json.loads(s["json"])
         assert meta["dry_run"] is True
-        assert {"depth.mp4", "depth.npz", "flow.mp4", "flow.npz"} <= set(s)
+        assert {"depth.mp4", "depth.raw.mkv", "flow.mp4", "flow.raw.mkv"} <= set(s)
         assert meta["modalities"]["flow"]["provenance"]["backend"] != "opencv-dis"  # RAFT ran, tiny
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["dry_run"] is True and stats["total"]["failed"] == 0

@@ -15,10 +15,12 @@ import numpy as np
 from openuni_builder import modalities
 from openuni_builder.pixelplanes.base import Codec, NotInvertible
 from openuni_builder.pixelplanes.skeleton import coco17_to_openpose18
-from openuni_builder.pixelplanes.storage import STORAGES, load_raw, save_raw, storage
+from openuni_builder.pixelplanes.storage import (DEFAULT_PROFILE, PROFILES, STORAGES, get_profile, load_raw,
+                                                 raw_layout, raw_member, sample_raw, save_raw, storage)
 
-__all__ = ["Codec", "NotInvertible", "STORAGES", "codec", "coco17_to_openpose18", "decode", "encode", "load_raw",
-           "save_raw", "storage"]
+__all__ = ["Codec", "DEFAULT_PROFILE", "NotInvertible", "PROFILES", "STORAGES", "codec", "coco17_to_openpose18",
+           "decode", "encode", "get_profile", "load_raw", "raw_layout", "raw_member", "sample_raw", "save_raw",
+           "storage"]
 
 
 def codec(modality: str) -> Codec:

@@ -39,6 +39,16 @@ def _person_count(row: dict[str, Any]) -> Any:
     return ((row.get("filters") or {}).get("person") or {}).get("person_count")
 
 
+def member_modality(member: str) -> str:
+    """The modality a shard member belongs to: "mp4" -> "rgb", "json"/"txt" -> "meta",
+    "<m>.<ext...>" -> m."""
+    if member == "mp4":
+        return "rgb"
+    if member in ("json", "txt"):
+        return "meta"
+    return member.split(".", 1)[0]
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -68,6 +78,24 @@ class IndexSummary:
     def mean_bytes(self, member: str) -> float | None:
         total, count = self.member_bytes.get(member, (0, 0))
         return total / count if count else None
+
+    def bytes_per_sample(self, projected_clips: int | None = None) -> dict[str, Any]:
+        """Mean bytes per sample of each modality and in all, for stats.json and the card, with
+        the size of `projected_clips` such samples (e.g. the 1.3M clips of a full OpenUni build).
+
+        A modality's bytes are all its members' (`flow` = flow.mp4 + flow.npz or flow.raw.mkv),
+        `rgb` is KEY.mp4 and `meta` KEY.json + KEY.txt; means are over all samples, so a modality
+        some samples lack counts as 0 bytes for them."""
+        per_modality: dict[str, int] = defaultdict(int)
+        for member, (total, _) in self.member_bytes.items():
+            per_modality[member_modality(member)] += total
+        n = max(self.samples, 1)
+        report: dict[str, Any] = {"samples": self.samples,
+                                  "per_modality": {m: per_modality[m] / n for m in sorted(per_modality)},
+                                  "total": sum(per_modality.values()) / n}
+        if projected_clips is not None:
+            report["projected"] = {"clips": projected_clips, "bytes": report["total"] * projected_clips}
+        return report
 
     @classmethod
     def of_rows(cls, rows: Iterable[dict[str, Any]]) -> "IndexSummary":
