@@ -12,6 +12,7 @@ from openuni_builder.config import ConfigError, load_config
 from openuni_builder.location import location
 from openuni_builder.prefetch import fetch_pipeline_models, rest_hint
 from openuni_builder.runtime import PlanError
+from openuni_builder.signals import DiskFull, Interrupted
 from openuni_builder.sources import SOURCES, SourceError
 from openuni_builder.staging import driver_dir, pull, push
 from openuni_builder.verify import repair, verify
@@ -154,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.offline or args.dry_run):
             fetch_pipeline_models(load_config(resolve(args.config)))
         stats = build(opts)
-    except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError) as exc:
+    except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError, DiskFull) as exc:
         print(f"openuni-build: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc.summary, file=sys.stderr)
+        return exc.exit_code
     print(summary(stats, args.shards))
     if hint := rest_hint(stats["modalities"]["skipped"], load_config(resolve(args.config)), args.offline):
         print(hint)
