@@ -76,8 +76,7 @@ def stopping(out: Path, shards: Any) -> Iterator[None]:
         _armed.append(handler)
     try:
         yield
-    except Interrupted as exc:
-        stopping_now.set()  # a signal arriving during the cleanup below is ignored, not raised
+    except Interrupted as exc:  # the handler set `stopping_now`: a signal during this cleanup is ignored
         exc.summary += _settle(out, shards)
         raise
     except Exception as exc:
