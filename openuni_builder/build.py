@@ -37,6 +37,7 @@ from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fi
 from openuni_builder.screening import fingerprints, kept_hashes, prefilter, record_rejected
 from openuni_builder.location import StorageOptions, location
 from openuni_builder.shards import recover, write_index
+from openuni_builder.signals import rearm, stopping
 from openuni_builder.clip import ClipRequest
 from openuni_builder.sources import SourceContext, get_source
 from openuni_builder.sources.base import BadRow
@@ -77,7 +78,8 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     target = location(opts.out, opts.storage_options)
     out = pull(target)
     try:
-        return _build(opts, target, out, started)
+        with stopping(out, target / "shards"):  # SIGTERM/SIGINT and a full disk stop it cleanly
+            return _build(opts, target, out, started)
     finally:
         push(out, target)
 
@@ -111,6 +113,7 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     written = received = 0
     if first is not None:
         embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
+        rearm()  # Ray's init replaced the SIGTERM/SIGINT handlers of `stopping`
         try:
             kept, run_drops = prefilter(chain([first], todo), cfg, ledger)
             ds, count = requests_dataset(kept, cfg)  # consumes the listing, chunk by chunk

@@ -8,13 +8,16 @@ import logging
 import sys
 
 from openuni_builder.build import BuildError, BuildOptions, build, plan_report, summary
-from openuni_builder.config import ConfigError
+from openuni_builder.config import ConfigError, load_config
 from openuni_builder.location import location
+from openuni_builder.prefetch import fetch_pipeline_models, rest_hint
 from openuni_builder.runtime import PlanError
 from openuni_builder.shots import DETECTORS
+from openuni_builder.signals import DiskFull, Interrupted
 from openuni_builder.sources import SOURCES, SourceError
 from openuni_builder.staging import driver_dir, pull, push
 from openuni_builder.verify import repair, verify
+from pipelines import resolve
 
 DRY_RUN_LIMIT = 4
 
@@ -89,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit non-zero if any clip failed")
     p.add_argument("--require-all", action="store_true",
                    help="stop if any configured modality's model is missing (default: skip that modality)")
+    p.add_argument("--offline", action="store_true",
+                   help="do not pull the pipeline's missing models first (by default a build pulls them when the "
+                        "hub answers within a few seconds; HF_HUB_OFFLINE=1 has the same effect)")
     p.add_argument("--download", action="store_true",
                    help="download missing source videos with yt-dlp (machines with internet only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
@@ -152,11 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             report, fits = plan_report(opts, args.gpus)
             print(report)
             return 0 if fits else 1
+        if not (args.offline or args.dry_run):
+            fetch_pipeline_models(load_config(resolve(args.config)))
         stats = build(opts)
-    except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError) as exc:
+    except (BuildError, ConfigError, PlanError, SourceError, FileNotFoundError, DiskFull) as exc:
         print(f"openuni-build: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc.summary, file=sys.stderr)
+        return exc.exit_code
     print(summary(stats, args.shards))
+    if hint := rest_hint(stats["modalities"]["skipped"], load_config(resolve(args.config)), args.offline):
+        print(hint)
     return 1 if args.strict and stats["total"]["failed"] else 0
 
 

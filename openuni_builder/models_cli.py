@@ -88,8 +88,12 @@ def pull(entry: ModelEntry, force: bool = False) -> Path:
                         f"{type(exc).__name__}: {exc}\nIs this machine online? The partial download "
                         f"stays in {partial} and resumes on the next pull.") from exc
     bad = {f: v for f, v in check_files(entry, partial).items() if v == "missing" or v.startswith("MISMATCH")}
-    if bad:
-        raise PullError(f"pulled {entry.name!r} but it fails the registry check: {bad}")
+    if bad:  # wrong bytes are not worth resuming: nothing of this download stays in the cache
+        shutil.rmtree(partial)
+        raise PullError(f"pulled {entry.name!r} but it fails the registry check ({REGISTRY_PATH.name}): "
+                        + "; ".join(f"{f}: {v}" for f, v in bad.items())
+                        + ". The download was deleted; a wrong mirror (HF_ENDPOINT) or a changed upstream "
+                          "file are the usual causes.")
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)

@@ -29,7 +29,7 @@ import json
 import socket
 import tarfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -92,11 +92,15 @@ def write_index(rows: Iterable[dict[str, Any]], path: Path, batch: int = 10_000)
             if writer is None:
                 writer = pq.ParquetWriter(str(path) + ".tmp", INDEX_SCHEMA)
             writer.write_table(table)
-    finally:
         if writer is not None:
-            writer.close()
-    if writer is not None:
-        Path(str(path) + ".tmp").replace(path)
+            writer.close()  # the footer: on a full disk this is what fails
+            Path(str(path) + ".tmp").replace(path)
+    except BaseException:
+        if writer is not None:
+            with suppress(OSError):
+                writer.close()
+        Path(str(path) + ".tmp").unlink(missing_ok=True)  # a half-written index never stays beside the real one
+        raise
     return {"samples": samples, "shards": len(shards), "bytes": total}
 
 
@@ -206,7 +210,11 @@ def write_shard(shards_dir, samples: list[tuple[str, dict[str, bytes], dict[str,
                           for ext, b in sorted(members.items())} for key, members, _ in samples},
         "rows": rows,
     }
-    write_bytes_atomic(shards_dir / (name + MANIFEST_SUFFIX), json.dumps(manifest, default=str).encode())
+    try:
+        write_bytes_atomic(shards_dir / (name + MANIFEST_SUFFIX), json.dumps(manifest, default=str).encode())
+    except BaseException:  # a tar without its manifest is not committed: do not leave it in sight
+        (shards_dir / name).unlink(missing_ok=True)
+        raise
     return name, rows
 
 
@@ -233,21 +241,32 @@ def recover(shards_dir, ledger: Ledger) -> int:
     temporaries are deleted: their clips were never done."""
     if not shards_dir.exists():
         return 0
+    discard_uncommitted(shards_dir)
     done = ledger.done_keys()
     known = set(done.values())
     names = {p.name for p in shards_dir.iterdir()}
     last = ledger.last_shard()
     recovered = 0
     for name in sorted(names):
-        if ".tmp-" in name or (name.endswith(".tar") and name + MANIFEST_SUFFIX not in names):
-            (shards_dir / name).unlink()
-        elif name.endswith(MANIFEST_SUFFIX) and (name[:-len(MANIFEST_SUFFIX)] not in known
-                                                 or name[:-len(MANIFEST_SUFFIX)] == last):
+        if name.endswith(MANIFEST_SUFFIX) and (name[:-len(MANIFEST_SUFFIX)] not in known
+                                               or name[:-len(MANIFEST_SUFFIX)] == last):
             rows = [r for r in json.loads((shards_dir / name).read_bytes())["rows"] if r["key"] not in done]
             if rows:
                 ledger.mark_done(rows)
             recovered += len(rows)
     return recovered
+
+
+def discard_uncommitted(shards_dir) -> int:
+    """Delete what no commit covers: temporaries and tars without a manifest (their clips were
+    never done, so they are redone). Only deletes, so it works on a full disk. Returns the count."""
+    if not shards_dir.exists():
+        return 0
+    names = {p.name for p in shards_dir.iterdir()}
+    gone = [n for n in names if ".tmp-" in n or (n.endswith(".tar") and n + MANIFEST_SUFFIX not in names)]
+    for name in gone:
+        (shards_dir / name).unlink(missing_ok=True)
+    return len(gone)
 
 
 @contextmanager

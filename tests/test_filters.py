@@ -7,12 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from annotators.flow import DisFlow
 from openuni_builder import pixelplanes
 from openuni_builder.clip import Clip, ClipRequest, ModalityOutput
 from openuni_builder.config import ConfigError, load_config
 from openuni_builder.filters import (BlackFilter, FilterConfigError, FrozenFilter, HashIndex, MetadataFilter,
                                      MotionFilter, NearDuplicateFilter, PersonFilter, SceneCutFilter, ScoreFilter,
                                      clip_phash, parse_filters, phash_distance, run_filters, schedule)
+from openuni_builder.video_io import decode_mp4
+from pipelines import resolve
 from tests.conftest import TINY_SPEC, numbered_frames, write_video
 from tests.test_filter_build import panning
 
@@ -153,11 +156,46 @@ def flow_clip(magnitude: float, chaotic: bool = False) -> Clip:
 def test_motion_too_static_or_too_chaotic():
     f = MotionFilter(mean={"min": 0.3}, peak={"max": 30}, percentile=95)
     ok, _, values = verdict(f, flow_clip(2.0))
-    assert ok and values == {"mean": 2.0, "peak": 2.0, "percentile": 95.0}
+    assert ok and values == {"mean": 2.0, "peak": 2.0, "moving": 1.0, "percentile": 95.0, "moving_px": 1.0}
     ok, reason, _ = verdict(f, flow_clip(0.05))
     assert not ok and reason == "mean 0.05 < min 0.3"
     ok, reason, values = verdict(f, flow_clip(2.0, chaotic=True))
     assert not ok and values["peak"] > 30 and reason.startswith("peak 60")
+    ok, reason, values = verdict(MotionFilter(moving={"min": 0.001}), flow_clip(0.5))
+    assert not ok and values["moving"] == 0 and reason == "moving 0 < min 0.001"
+
+
+def walkers(people: int, noise: float, size: int = 128, frames: int = 17) -> np.ndarray:
+    """A static camera on a still textured hall with sensor noise, and `people` textured figures
+    (13 x 5 px, 0.4 % of the frame each) walking 1.5 px/frame: the surveillance clip the old
+    `mean >= 0.2` default dropped (its mean flow is ~0.03)."""
+    gen = np.random.default_rng(1)
+    hall = panning(3, 1, 0, size, size, 16)[0].astype(np.float32)
+    figure = gen.integers(0, 255, (13, 5, 3))
+    clip = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        frame = hall + gen.normal(0, noise, hall.shape)
+        for k in range(people):
+            x, y = int(30 + 30 * k + 1.5 * t * (-1) ** k), 40 + 25 * k
+            frame[y:y + 13, x:x + 5] = figure
+        clip[t] = np.clip(frame, 0, 255)
+    return clip
+
+
+@pytest.mark.parametrize("people, noise, keep", [(0, 0, False), (0, 8, False), (1, 2, True), (3, 2, True)])
+def test_default_motion_keeps_small_walking_people_and_drops_still_scenes(tmp_path, people, noise, keep):
+    """The default motion bounds of pipelines/openuni.yaml on real DIS flow of H.264 clips."""
+    video = write_video(tmp_path / "hall.mp4", walkers(people, noise), 16.0)
+    frames = decode_mp4(video.read_bytes())
+    clip = clip_of(frames)
+    clip.outputs["flow"] = ModalityOutput(raw={"flow": DisFlow("medium")(frames)})
+    defaults = load_config(resolve("openuni")).filters["motion"]
+    ok, reason, values = verdict(MotionFilter(**defaults), clip)
+    assert ok is keep, (reason, values)
+    if people:
+        assert values["mean"] < 0.2, "the case the old mean bound dropped"
+    else:
+        assert values["moving"] == 0 and reason.startswith("moving 0 < min")
 
 
 def human_clip(meta: dict) -> Clip:

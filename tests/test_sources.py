@@ -171,3 +171,37 @@ def test_download_is_opt_in_and_a_failed_fetch_names_its_reason(tmp_path, monkey
                         if name == "yt_dlp" else real_import(name, *a, **k))
     with pytest.raises(BadVideo, match=r"openuni-builder\[download\]"):
         fetch_video(req.extra["download_url"], req.path)
+
+
+@pytest.mark.parametrize("name, data, says", [
+    ("garbage.parquet", bytes(range(256)) * 8, "Parquet magic bytes not found"),
+    ("quote.csv", b'path,start\n"unterminated,1\n', "EOF inside string"),
+])
+def test_an_unreadable_metadata_file_is_one_clear_error(tmp_path, name, data, says):
+    """A metadata file that is not what its name says stops the listing with a SourceError naming
+    the file (openuni-build prints it as one `error:` line and exits 2), never a traceback."""
+    meta = tmp_path / name
+    meta.write_bytes(data)
+    with pytest.raises(SourceError, match=f"cannot read metadata {re.escape(str(meta))}: .*") as err:
+        list(get_source("manifest").requests(ctx(tmp_path, meta)))
+    assert says in str(err.value)
+
+
+def test_a_garbage_line_in_jsonl_metadata_is_a_bad_row_and_the_listing_goes_on(tmp_path):
+    meta = tmp_path / "clips.jsonl"
+    meta.write_bytes(b'\xff\xfe\x00garbage\n{"path": "a.mp4"}\n')
+    bad, good = get_source("manifest").requests(ctx(tmp_path, meta))
+    assert bad.row == 1 and bad.reason.startswith("not a JSON object") and good.path == str(tmp_path / "a.mp4")
+
+
+def test_duplicate_keys_in_a_listing_are_counted_and_built_once():
+    """The same clip listed twice (a metadata file concatenated with itself, a source listing a
+    video under two rows) is one clip: the first wins, the rest are counted."""
+    from openuni_builder.build import Listing
+    from openuni_builder.clip import ClipRequest
+
+    reqs = [ClipRequest(source="s", video_id=f"v{i % 3}", path=f"v{i % 3}.mp4", start=0.0, end=2.0) for i in range(7)]
+    listing = Listing(reqs, done={}, filtered={}, failed={}, retry_failed=False)
+    todo = list(listing.todo())
+    assert [r.video_id for r in todo] == ["v0", "v1", "v2"]
+    assert listing.listed == 3 and listing.duplicates == 4 and listing.todo_count == 3
