@@ -163,6 +163,12 @@ class BuildConfig:
     def modalities(self) -> list[str]:
         return [a.name for a in self.annotators]
 
+    def models(self) -> list[str]:
+        """The registered models the annotators declare with their options (`Annotator.models()`),
+        each once, in config order: what a build loads, `openuni-models pull --pipeline` and the
+        prefetch fetch."""
+        return list(dict.fromkeys(m for a in self.annotators for m in a.build().models()))
+
     def filter_config(self) -> dict[str, Any]:
         """The active filters and their options, as stats.json and the card report them."""
         return {f.name: f.options for f in self.filters}

@@ -17,6 +17,7 @@ torch or a model library.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from openuni_builder.pixelplanes.base import Codec
 
 PLUGINS_ENV = "OPENUNI_PLUGINS"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,11 @@ def _load_plugins() -> None:
     if not _plugins_loaded:
         _plugins_loaded = True
         for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:  # a wrong entry must not stop builds that do not use it
+                log.warning("%s names %s, which cannot be imported (%s): its modalities are unknown here",
+                            PLUGINS_ENV, module, exc)
 
 
 def modalities() -> dict[str, Modality]:

@@ -150,8 +150,7 @@ def pipeline_models(pipeline: str) -> list[str]:
     from openuni_builder.config import load_config
     from pipelines import resolve
 
-    cfg = load_config(resolve(pipeline))
-    return list(dict.fromkeys(m for a in cfg.annotators for m in a.build().models()))
+    return load_config(resolve(pipeline)).models()
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:

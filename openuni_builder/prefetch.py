@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 import urllib.error
 import urllib.request
-from typing import Any, Iterable
 
 from openuni_builder.config import BuildConfig
-from openuni_builder.models import ModelEntry, load_registry
+from openuni_builder.models import load_registry
 from openuni_builder.models_cli import PullError, pull, status
 
 log = logging.getLogger(__name__)
@@ -47,34 +46,12 @@ def hub_unreachable(timeout: float = REACH_TIMEOUT_S) -> str | None:
         return f"{constants.ENDPOINT} did not answer within {timeout:g} s ({reason})"
 
 
-def pipeline_models(cfg: BuildConfig, registry: dict[str, ModelEntry] | None = None) -> list[str]:
-    """Registered model names the pipeline's annotator options mention, in config order."""
-    registry = load_registry() if registry is None else registry
-    names: list[str] = []
-    for annotator in cfg.annotators:
-        for value in _strings(annotator.options):
-            if value in registry and value not in names:
-                names.append(value)
-    return names
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
 def fetch_pipeline_models(cfg: BuildConfig, timeout: float = REACH_TIMEOUT_S) -> dict[str, str]:
     """Pull the pipeline's models that are not cached, if the hub answers. Returns what happened
     per missing model ("pulled", or why not); a failed pull is logged and the build goes on (its
     modality is skipped as it would be offline)."""
     registry = load_registry()
-    wanted = [name for name in pipeline_models(cfg, registry) if status(registry[name]) != "cached"]
+    wanted = [name for name in cfg.models() if status(registry[name]) != "cached"]
     if not wanted:
         return {}
     why = hub_unreachable(timeout)
@@ -97,7 +74,7 @@ def rest_hint(skipped: dict[str, str], cfg: BuildConfig, offline: bool) -> str |
     if not skipped:
         return None
     registry = load_registry()
-    missing = [name for name in pipeline_models(cfg, registry) if status(registry[name]) != "cached"]
+    missing = [name for name in cfg.models() if status(registry[name]) != "cached"]
     how = (f"`openuni-models pull {' '.join(missing)}`" if missing else "`openuni-models pull --profile lite`")
     where = "rerun without --offline on a machine that reaches the hub, or run " if offline else \
         "on a machine that reaches the hub (HF_ENDPOINT for a mirror), run "

@@ -189,8 +189,8 @@ def test_default_motion_keeps_small_walking_people_and_drops_still_scenes(tmp_pa
     frames = decode_mp4(video.read_bytes())
     clip = clip_of(frames)
     clip.outputs["flow"] = ModalityOutput(raw={"flow": DisFlow("medium")(frames)})
-    defaults = load_config(resolve("openuni")).filters["motion"]
-    ok, reason, values = verdict(MotionFilter(**defaults), clip)
+    (motion,) = [f for f in load_config(resolve("openuni")).filters if f.name == "motion"]  # the YAML defaults
+    ok, reason, values = verdict(motion, clip)
     assert ok is keep, (reason, values)
     if people:
         assert values["mean"] < 0.2, "the case the old mean bound dropped"

@@ -16,8 +16,8 @@ import pytest
 
 from openuni_builder.config import load_config
 from openuni_builder.models import load_registry
-from openuni_builder.prefetch import fetch_pipeline_models, hub_unreachable, pipeline_models
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.prefetch import fetch_pipeline_models, hub_unreachable
+from openuni_builder.random_models import write_random_model
 from pipelines import resolve
 from tests.conftest import tiny_config
 from tests.hub_server import Repo, TinyHub
@@ -29,7 +29,7 @@ DEPTH = "depth-anything-v2-small"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     entry = load_registry()[DEPTH]
-    files = write_tiny_model(DEPTH, cache=tmp_path_factory.mktemp("upstream"))
+    files = write_random_model(DEPTH, cache=tmp_path_factory.mktemp("upstream"))
     with TinyHub({entry.hub_id: Repo.from_folder(files, entry.revision)}) as server:
         yield server
 
@@ -72,10 +72,10 @@ def test_reachability_honours_endpoint_and_offline_mode(hub, online, monkeypatch
     assert len(hub.requests) == before, "offline mode asks nothing"
 
 
-def test_the_default_pipeline_names_its_models():
-    names = pipeline_models(load_config(resolve("openuni")))
+def test_the_default_pipeline_declares_its_models():
+    names = load_config(resolve("openuni")).models()  # each annotator's models() with its options
     assert {"raft-small", "depth-anything-v2-small", "mask2former-swin-t-coco-panoptic", "sam2.1-hiera-tiny",
-            "smolvlm2-256m"} <= set(names), names
+            "smolvlm2-256m", "vitpose-base", "rtdetr-r50", "densepose-r50-fpn"} <= set(names), names
     assert not {"depth-anything-v2-large", "raft-large", "sam2.1-hiera-large", "qwen2.5-vl-7b"} & set(names)
 
 

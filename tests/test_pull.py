@@ -14,7 +14,7 @@ import pytest
 
 from openuni_builder.models import load_registry
 from openuni_builder.models_cli import sha256_of
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tests.hub_server import Repo, TinyHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ WEIGHTS = "model.safetensors"
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory) -> Path:
     """The files of a random-weight MODEL, as the hub repo holds them."""
-    return write_tiny_model(MODEL, cache=tmp_path_factory.mktemp("upstream"))
+    return write_random_model(MODEL, cache=tmp_path_factory.mktemp("upstream"))
 
 
 @pytest.fixture
