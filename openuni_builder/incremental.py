@@ -1,0 +1,459 @@
+"""`openuni-build --shards OUT --add NAME ...` and `--refresh NAME ...`: give an existing build more
+modalities, or new annotations of one after a model change, from its own shards, never from the
+sources.
+
+Every sample's RGB clip in a shard is already normalised to the build's clip spec, so it is decoded
+and annotated again as it is; the other members stay byte for byte. Three steps, each of which a
+rerun of the same command resumes (the change is `pending` in OUT/build.json, identity.py, and its
+work lies under `OUT/.add-<id>/`):
+
+1. annotate (one Ray Data graph, the build's own stage code): one read task per committed shard
+   lists its samples on the worker (the driver only names shards), a decode task per sample
+   turns its mp4 back into frames, the requested annotators run as the same `AnnotatorStage`
+   actor pools (`runtime.annotator_stages`), an encode task makes only the new members and the
+   sample's updated KEY.json (`stages.modality_members`), and a stage task commits each batch's
+   new members as a small tar with manifest under `.add-<id>/staged/<shard>/`. A sample whose
+   annotator fails is staged as a failure (stage, reason): it leaves the dataset and goes to the
+   failure ledger, because a shard never holds samples with different member sets. A rerun
+   skips every sample a committed stage manifest names.
+2. merge (one task per shard, when step 1 is complete): old tar + staged members -> the new
+   version under `.add-<id>/shards/`, same name, same keys (less the failed ones), streamed a
+   sample at a time; its manifest carries the job id and the dropped samples.
+3. swap (driver): each new tar, then its manifest, replaces the old one (a rename on filesystems,
+   a server-side copy on object stores), only once every shard has its new version. A shard is
+   whole at every moment; while the swap runs (renames: milliseconds per shard) readers can see
+   old and new shards side by side, and a swap cut short is finished by the rerun.
+
+Then the ledger's done rows are replaced by the new manifests' rows, and the index, stats, card
+and identity (the new modality versions; `--refresh` keeps the old ones as `previous`, in
+build.json and in each sample's `modalities.NAME.previous`) are rewritten.
+
+Annotated-phase filters do not run here: they would drop samples a build already published.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.data import TaskPoolStrategy
+from tqdm import tqdm
+from upath import UPath
+
+from annotators import get_annotator
+from openuni_builder.build import BuildError, BuildOptions, _finish, _gb_to_bytes, _root_cause, summary
+from openuni_builder.card import publish
+from openuni_builder.clip import Clip, ClipRequest, ClipSpec
+from openuni_builder.config import AnnotatorConfig, BuildConfig, load_config
+from openuni_builder.crashes import start_counter
+from openuni_builder.identity import IdentityError, begin_change, finish_change, read as read_identity
+from openuni_builder.ledger import Ledger
+from openuni_builder.location import StorageOptions, location, move, remove_tree
+from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, decode_memory, init_ray,
+                                     iter_records, plan, stage_throughput)
+from openuni_builder.shards import (MANIFEST_SUFFIX, _node, iter_tar_samples, node_id, open_shard, recover,
+                                    rejection, write_shard)
+from openuni_builder.stages import caption_fields, modality_members, sample_json
+from openuni_builder.staging import pull, push
+from openuni_builder.video_io import decode_mp4
+from pipelines import resolve
+
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+WORK_PREFIX = ".add-"
+FAILED = "failed"  # a staged sample's member saying its annotation failed (JSON: stage, reason)
+
+
+@dataclass
+class ChangeOptions:
+    """What `--add` / `--refresh` run with; `config` defaults to the pipeline the build recorded."""
+
+    out: str | Path
+    add: list[str] = field(default_factory=list)
+    refresh: list[str] = field(default_factory=list)
+    config: str | None = None
+    address: str | None = None
+    num_cpus: int | None = None
+    object_store_gb: float | None = None
+    progress: bool = True
+    dry_run: bool = False
+    storage_options: StorageOptions = field(default_factory=dict)
+
+
+def change(opts: ChangeOptions) -> dict[str, Any]:
+    """Run (or resume) an --add/--refresh; returns the build's new stats (also OUT/stats.json)."""
+    started = time.time()
+    target = location(opts.out, opts.storage_options)
+    out = pull(target)
+    try:
+        return _change(opts, target, out, started)
+    except IdentityError as exc:
+        raise BuildError(str(exc)) from exc
+    finally:
+        push(out, target)
+
+
+def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> dict[str, Any]:
+    identity = read_identity(out)
+    if identity is None:
+        raise BuildError(f"{opts.out} holds no build (no build.json): --add and --refresh extend an existing build")
+    pending = identity.get("pending") or {}
+    cfg = load_config(resolve(opts.config or pending.get("config") or identity.get("config") or "openuni"))
+    names = [*opts.add, *opts.refresh]
+    if not names:
+        raise BuildError("name at least one modality with --add or --refresh")
+    configured = {a.name: a for a in cfg.annotators}
+    for name in names:
+        get_annotator(name)  # an unknown name fails here, with the known ones
+    wanted = tuple(configured.get(n, AnnotatorConfig(n)) for n in names)
+    work_cfg = BuildConfig(**{**cfg.__dict__, "annotators": wanted})
+    if not opts.dry_run:  # a dry run's actors write tiny models; a real one needs them all
+        missing = {a.name: r for a in wanted if (r := get_annotator(a.name)(**a.options).unavailable())}
+        if missing:
+            raise BuildError("; ".join(f"{n}: {r}" for n, r in missing.items()))
+    pending = begin_change(out, work_cfg, opts.dry_run, opts.add, opts.refresh)
+    push(out, target)  # the pending change is at OUT before any shard is touched
+    job, mtime = pending["id"], float(pending["started"])
+    work = target / f"{WORK_PREFIX}{job}"
+    ledger = Ledger(out)
+    recovered = recover(target / "shards", ledger)
+    if recovered:
+        log.info("recovered %d samples from shards a killed build committed", recovered)
+    shards = sorted(p.name[:-len(MANIFEST_SUFFIX)] for p in (target / "shards").glob(f"*{MANIFEST_SUFFIX}"))
+    if not shards:
+        raise BuildError(f"{opts.out} has no committed shards to annotate")
+    log.info("%s: %d shards (work in %s)", pending["command"], len(shards), work)
+
+    task = dict(out=str(target), options=opts.storage_options, job=job)
+    run = _Run()
+    embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
+    try:
+        _annotate(shards, work_cfg, ClipSpec(**identity["spec"]), task, mtime, opts, run)
+        merged = _merge(shards, work_cfg, task, mtime, opts.progress)
+    except ray.exceptions.RayError as exc:
+        raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; staged work is kept, a rerun of the same "
+                         "command resumes") from exc
+    finally:
+        if embedded:
+            ray.shutdown()
+    incomplete = {r["shard"]: r["error"] for r in merged if r.get("error")}
+    if incomplete:
+        raise BuildError(f"{len(incomplete)} shards could not get their new version "
+                         f"({next(iter(incomplete.items()))}); a rerun of the same command resumes")
+
+    done_tmp = ledger.dir / f"done.jsonl.{WORK_PREFIX.strip('.')}{job}"
+    with open(done_tmp, "w") as fh:
+        for record in merged:
+            for row in record["rows"]:
+                fh.write(json.dumps(row, default=str) + "\n")
+    for record in merged:  # ledgered before the swap: a failed sample is never just gone
+        for key, failure in record["dropped"].items():
+            ledger.mark_failed(key, failure["stage"], failure["reason"], **failure.get("context", {}), change=job)
+    _swap(target / "shards", work / "shards", merged)
+    done_tmp.replace(ledger.done_path)
+
+    full = _full_config(cfg, identity, opts.add)
+    previous_stats = _read_json(out / "stats.json")
+    skipped = {n: r for n, r in (previous_stats.get("modalities") or {}).get("skipped", {}).items() if n not in names}
+    samples = sum(len(r["rows"]) for r in merged)
+    dropped = sum(len(r["dropped"]) for r in merged)
+    stats = _finish(out, target, full, BuildOptions(source=previous_stats.get("source", "unknown"), out=opts.out,
+                                                    dry_run=opts.dry_run), Ledger(out), skipped, started,
+                    samples + dropped, 0, run.processed, samples, run.received, run.failures, Counter(),
+                    stage_throughput(run.timings), {s: dict(c) for s, c in run.nodes.items()},
+                    run.graph.get("actors", {}))
+    stats["change"] = {"command": pending["command"], "add": pending["add"], "refresh": pending["refresh"],
+                       "samples": samples, "annotated_this_run": run.processed, "dropped": dropped,
+                       "shards": len(merged), "job": job}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    publish(out, full, shards=target / "shards")
+    remove_tree(work)
+    finish_change(out)
+    return stats
+
+
+@dataclass
+class _Run:
+    """What the driver gathers from the annotate graph's small per-sample records."""
+
+    processed: int = 0
+    received: int = 0
+    failures: Counter = field(default_factory=Counter)
+    timings: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    nodes: dict[str, Counter] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)
+
+
+def _annotate(shards: list[str], cfg: BuildConfig, spec: ClipSpec, task: dict[str, Any], mtime: float,
+              opts: ChangeOptions, run: _Run) -> None:
+    """Step 1: every sample not yet staged, through decode -> the annotators -> encode -> stage."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = ctx.enable_operator_progress_bars = opts.progress
+    stages = plan(cfg, *cluster_resources())
+    decode, encode = stages[0].resources, stages[-1].resources
+    counter, counter_handle = start_counter()
+    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+    ds = ds.flat_map(partial(read_stored, spec=spec, **task), num_cpus=decode.num_cpus,
+                     compute=TaskPoolStrategy(size=decode.concurrency), **RETRIES)
+    ds = ds.map(decode_stored, num_cpus=decode.num_cpus, memory=decode_memory(cfg),
+                compute=TaskPoolStrategy(size=decode.concurrency), **RETRIES)
+    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=opts.dry_run, counter=counter)
+    names = tuple(a.name for a in cfg.annotators)
+    ds = ds.map(partial(encode_added, names=names, video=tuple(n for n in names if get_annotator(n).video),
+                        caption_use=cfg.caption_use),
+                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+    ds = ds.map_batches(stage_members, batch_size=cfg.shard_max_samples, batch_format="numpy",
+                        fn_kwargs={**task, "mtime": mtime}, num_cpus=encode.num_cpus,
+                        memory=min(cfg.shard_max_bytes, 4 * 2**30), compute=TaskPoolStrategy(size=encode.concurrency),
+                        **RETRIES)
+    with tqdm(desc="samples", unit="sample", disable=not opts.progress) as bar:
+        for text in iter_records(ds, counter_handle, run.graph):
+            run.received += len(text)
+            record = json.loads(text)
+            run.processed += 1
+            for stage, span in record.get("timings", {}).items():
+                run.timings.setdefault(stage, []).append(tuple(span))
+            for stage, node in record.get("nodes", {}).items():
+                run.nodes.setdefault(stage, Counter())[str(node)[:12]] += 1
+            if record["status"] != "staged":
+                run.failures[record["stage"]] += 1
+            bar.update()
+
+
+def _merge(shards: list[str], cfg: BuildConfig, task: dict[str, Any], mtime: float, progress: bool) -> list[Row]:
+    """Step 2: the new version of every shard (or the one a killed run already wrote)."""
+    encode = cfg.encode
+    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+    ds = ds.map(partial(merge_shard, mtime=mtime, **task), num_cpus=encode.num_cpus,
+                compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)  # streams: one sample in memory
+    return [json.loads(row["record"]) for row in tqdm(ds.iter_rows(), total=len(shards), desc="shards",
+                                                       unit="shard", disable=not progress)]
+
+
+def _swap(shards_dir: UPath | Path, new_dir: UPath | Path, merged: list[Row]) -> None:
+    """Step 3: each new tar, then its manifest, in place of the old; a shard whose every sample
+    failed is removed instead. Renames are instant; an object store's copies run 8 at a time."""
+
+    def one(record: Row) -> None:
+        name = record["shard"]
+        if not record["rows"]:
+            for folder in (shards_dir, new_dir):
+                for file in (name, name + MANIFEST_SUFFIX):
+                    if (folder / file).exists():
+                        (folder / file).unlink()
+            return
+        for file in (name, name + MANIFEST_SUFFIX):
+            if (new_dir / file).exists():
+                move(new_dir / file, shards_dir / file)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, merged))
+
+
+def _full_config(cfg: BuildConfig, identity: dict[str, Any], added: list[str]) -> BuildConfig:
+    """The pipeline as the build now stands: its modalities (options from `cfg` where it has them)
+    and the added ones, for the stats and the card."""
+    configured = {a.name: a for a in cfg.annotators}
+    names = [*identity["annotators"], *(n for n in added if n not in identity["annotators"])]
+    return BuildConfig(**{**cfg.__dict__, "annotators": tuple(configured.get(n, AnnotatorConfig(n)) for n in names)})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+def _dirs(out: str, options: StorageOptions | None, job: str) -> tuple[UPath, UPath]:
+    """OUT/shards and this change's work folder."""
+    root = location(out, options)
+    return root / "shards", root / f"{WORK_PREFIX}{job}"
+
+
+def _new_manifest(shards_dir: UPath, work: UPath, shard: str, job: str) -> dict[str, Any] | None:
+    """The new version's manifest when the shard has one already (swapped in, or written under
+    the work folder), else None."""
+    current = shards_dir / (shard + MANIFEST_SUFFIX)
+    if current.exists():
+        manifest = json.loads(current.read_bytes())
+        if manifest.get("job") == job:
+            return manifest
+    written = work / "shards" / (shard + MANIFEST_SUFFIX)
+    return json.loads(written.read_bytes()) if written.exists() else None
+
+
+def _staged(work: UPath, shard: str) -> list[str]:
+    """The committed stage tars of a shard (those with a manifest), oldest name first."""
+    folder = work / "staged" / shard
+    if not folder.exists():
+        return []
+    return sorted(p.name[:-len(MANIFEST_SUFFIX)] for p in folder.glob(f"*{MANIFEST_SUFFIX}"))
+
+
+def read_stored(row: Row, out: str, options: StorageOptions | None, job: str, spec: ClipSpec) -> list[Row]:
+    """Ray flat_map over shard names: one {"key", "clip"} row per sample of the shard that no
+    committed stage manifest names yet, carrying its RGB mp4 and KEY.json (nothing for a shard
+    that already has its new version)."""
+    shard = row["shard"]
+    shards_dir, work = _dirs(out, options, job)
+    if _new_manifest(shards_dir, work, shard, job) is not None:
+        return []
+    decided: set[str] = set()
+    for name in _staged(work, shard):
+        decided.update(json.loads((work / "staged" / shard / (name + MANIFEST_SUFFIX)).read_bytes())["members"])
+    rows = []
+    with open_shard(shards_dir / shard) as tar:
+        for key, members in iter_tar_samples(tar):
+            if key not in decided:
+                rows.append({"key": key, "clip": stored_clip(key, members, spec, shard).to_bytes()})
+    return rows
+
+
+def stored_clip(key: str, members: dict[str, bytes], spec: ClipSpec, shard: str) -> Clip:
+    """The Clip of a committed sample, its request rebuilt from KEY.json (which must give back
+    the sample's key: a sample whose JSON lost its identity cannot be told apart, so it stops the
+    run with its name rather than being annotated as another clip)."""
+    meta = json.loads(members["json"])
+    request = ClipRequest(source=meta["source"], video_id=meta["video_id"], path=meta["path"], start=meta["start"],
+                          end=meta["end"], caption=meta.get("caption_source"), scores=meta.get("scores") or {},
+                          extra=meta.get("extra") or {}, clip_index=meta.get("clip_index", 0))
+    if request.key != key:
+        raise ValueError(f"{shard}: sample {key}: its KEY.json gives key {request.key}; run "
+                         "openuni-build --verify on the build")
+    source_info = {**(meta.get("source_video") or {}), "frame_times": meta.get("frame_times", [])}
+    return Clip(request=request, spec=spec, source_info=source_info, filters=meta.get("filters") or {},
+                members={"mp4": members["mp4"], "json": members["json"]}, shard=shard)
+
+
+def decode_stored(row: Row) -> Row:
+    """The sample's stored RGB mp4 back into the frames every annotator takes (already at the
+    clip spec: no resize, no resampling)."""
+    started = time.time()
+    clip = Clip.from_bytes(row["clip"])
+    try:
+        frames = decode_mp4(clip.members.pop("mp4"))
+        spec = clip.spec
+        if frames.shape != (spec.num_frames, spec.height, spec.width, 3):
+            raise ValueError(f"stored RGB is {frames.shape}, the build's clip spec says "
+                             f"{(spec.num_frames, spec.height, spec.width, 3)}")
+        clip.frames = frames
+    except Exception as exc:  # one unreadable sample fails alone
+        clip.fail("read", exc)
+    clip.timings["read"], clip.nodes["read"] = (started, time.time()), node_id()
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def encode_added(row: Row, names: tuple[str, ...], video: tuple[str, ...], caption_use: str) -> Row:
+    """Only the new members: each video modality's Pixelplanes mp4 + npz, the updated KEY.json
+    (the modality's section, the old one's provenance kept under `previous` on a refresh) and
+    KEY.txt when a caption annotator changed the caption."""
+    started = time.time()
+    clip = Clip.from_bytes(row["clip"])
+    if clip.ok:
+        try:
+            clip.members = added_members(clip, names, video, caption_use)
+            clip.frames, clip.outputs = None, {}
+        except Exception as exc:
+            clip.fail("encode", exc)
+    clip.timings["encode"], clip.nodes["encode"] = (started, time.time()), node_id()
+    return {"key": row["key"], "clip": clip.to_bytes()}
+
+
+def added_members(clip: Clip, names: tuple[str, ...], video: tuple[str, ...], caption_use: str) -> dict[str, bytes]:
+    meta = json.loads(clip.members["json"])
+    members: dict[str, bytes] = {}
+    for name in names:
+        output = clip.outputs[name]
+        if name in video:
+            encoded, section = modality_members(name, output, clip.spec)
+            members.update(encoded)
+            sections = meta.setdefault("modalities", {})
+        else:
+            section, sections = dict(output.meta), meta.setdefault("annotations", {})
+        old = sections.get(name)
+        if old is not None:
+            section["previous"] = [old.get("provenance") or old.get("generation") or {}, *old.get("previous", [])]
+        sections[name] = section
+    if any(n not in video for n in names):
+        meta.update(caption_fields(meta.get("caption_source"), meta["annotations"], caption_use))
+        members["txt"] = (meta["caption"] or "").encode()
+    members["json"] = sample_json(meta)
+    return members
+
+
+def stage_members(batch: dict[str, np.ndarray], out: str, options: StorageOptions | None, job: str,
+                  mtime: float) -> dict[str, list]:
+    """Ray Data stage: commit the batch's new members (or failures), one small tar + manifest per
+    shard they belong to, under the work folder; one small record per sample back to the driver."""
+    started = time.time()
+    clips = [Clip.from_bytes(b) for b in batch["clip"]]
+    _, work = _dirs(out, options, job)
+    by_shard: dict[str, list[Clip]] = {}
+    for clip in clips:
+        by_shard.setdefault(clip.shard, []).append(clip)
+    node = _node()
+    for shard, group in by_shard.items():
+        samples = [(c.key, c.members if c.ok else {FAILED: json.dumps(rejection(c), default=str).encode()}, {})
+                   for c in group]
+        write_shard(work / "staged" / shard, samples, mtime, node)
+    share = (time.time() - started) / max(1, len(clips))
+    here = node_id()
+    records = []
+    for i, clip in enumerate(clips):
+        status = "staged" if clip.ok else "failed"
+        records.append(json.dumps({"key": clip.key, "status": status, "shard": clip.shard,
+                                   "stage": clip.failed_stage, "reason": clip.error,
+                                   "timings": {**clip.timings, "stage": (started + i * share, started + (i + 1) * share)},
+                                   "nodes": {**clip.nodes, "stage": here}}, default=str))
+    return {"key": [c.key for c in clips], "record": records}
+
+
+def merge_shard(row: Row, out: str, options: StorageOptions | None, job: str, mtime: float) -> Row:
+    """Ray Data task: the shard's new version (old members + staged ones, failed samples left
+    out) under the work folder, same name; {"record": {"shard", "rows", "dropped"}} or, when
+    some samples have no staged decision yet, {"record": {"shard", "error"}} (nothing written)."""
+    shard = row["shard"]
+    shards_dir, work = _dirs(out, options, job)
+    done = _new_manifest(shards_dir, work, shard, job)
+    if done is not None:
+        return {"record": json.dumps({"shard": shard, "rows": done["rows"], "dropped": done.get("dropped", {})})}
+    old_keys = list(json.loads((shards_dir / (shard + MANIFEST_SUFFIX)).read_bytes())["members"])
+    with ExitStack() as stack:
+        staged: dict[str, tuple[Any, dict[str, Any]]] = {}  # key -> (open stage tar, {ext: member})
+        for name in _staged(work, shard):
+            tar = stack.enter_context(open_shard(work / "staged" / shard / name))
+            for info in tar.getmembers():
+                key, ext = info.name.split(".", 1)
+                entry = staged.setdefault(key, (tar, {}))
+                if entry[0] is tar:  # a key staged twice (a rerun task): the first tar wins
+                    entry[1][ext] = info
+        missing = [k for k in old_keys if k not in staged]
+        if missing:
+            return {"record": json.dumps({"shard": shard, "error": f"{len(missing)} samples not annotated yet "
+                                                                   f"(first: {missing[0]})"})}
+        dropped: dict[str, Any] = {}
+
+        def samples():
+            with open_shard(shards_dir / shard) as old:
+                for key, members in iter_tar_samples(old):
+                    tar, infos = staged[key]
+                    new = {ext: tar.extractfile(info).read() for ext, info in infos.items()}
+                    if FAILED in new:
+                        dropped[key] = json.loads(new[FAILED])
+                        continue
+                    members.update(new)
+                    yield key, members, json.loads(members["json"])
+
+        _, rows = write_shard(work / "shards", samples(), mtime, _node(), name=shard,
+                              extra={"job": job, "dropped": dropped})
+    return {"record": json.dumps({"shard": shard, "rows": rows, "dropped": dropped}, default=str)}
