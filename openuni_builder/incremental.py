@@ -139,6 +139,8 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
     try:
         _annotate(shards, work_cfg, ClipSpec(**identity["spec"]), task, mtime, opts, run)
+        log.info("annotated %d samples (%d failed) in %.1fs; merging %d shards", run.processed,
+                 sum(run.failures.values()), time.time() - started, len(shards))
         merged = _merge(shards, work_cfg, task, mtime, opts.progress)
     except ray.exceptions.RayError as exc:
         raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; staged work is kept, a rerun of the same "
@@ -161,6 +163,7 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
             ledger.mark_failed(key, failure["stage"], failure["reason"], **failure.get("context", {}), change=job)
     _swap(target / "shards", work / "shards", merged)
     done_tmp.replace(ledger.done_path)
+    log.info("swapped in %d new shard versions at %.1fs", len(merged), time.time() - started)
 
     full = _full_config(cfg, identity, opts.add)
     previous_stats = _read_json(out / "stats.json")
@@ -178,6 +181,7 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     publish(out, full, shards=target / "shards")
     remove_tree(work)
+    log.info("index, stats and card written at %.1fs", time.time() - started)
     finish_change(out)
     return stats
 

@@ -26,7 +26,7 @@ from openuni_builder.shards import iter_tar_samples
 from openuni_builder.tiny_models import write_tiny_model
 from tests.conftest import numbered_frames, tiny_config, write_video
 from tests.test_build import manifest, read_samples
-from tests.test_data_plane import assert_same_samples, members_by_key
+from tests.test_data_plane import assert_same_samples, members_by_key, s3, s3_manifest  # noqa: F401 (s3: the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH_MODEL = "depth-anything-v2-small"
@@ -161,25 +161,21 @@ def corrupt_rgb(shard: Path, key: str) -> None:
                 tar.addfile(info, io.BytesIO(data))
 
 
-def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path):
+def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, ray_local, capsys):
     """A dry-run build (flow), one sample's RGB made unreadable, then `--add depth --dry-run`
-    killed once some samples are staged, and rerun. The unreadable sample leaves the dataset for
-    the failure ledger; every other one gains depth exactly once; no shard ever mixes member sets."""
+    killed (driver and Ray, in their own process group) once some samples are staged, and rerun.
+    The unreadable sample leaves the dataset for the failure ledger; every other one gains depth
+    exactly once; no shard ever mixes member sets."""
     n = 6
     rows = []
     for i in range(n):
         write_video(tmp_path / f"v{i}.mp4", numbered_frames(40, 48, 64), 25.0)
         rows.append({"path": f"v{i}.mp4", "caption": f"clip {i}"})
     (tmp_path / "clips.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    cfg = config(tmp_path, "kill", FLOW + "  depth: {resources: {num_cpus: 0.5, batch_size: 1}}\n", max_samples=2)
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENUNI_MODEL_CACHE": str(tmp_path / "no-models")}
-    cli = [sys.executable, "-m", "openuni_builder.cli", "--shards", str(out), "--no-progress", "--num-cpus", "2",
-           "--dry-run"]
-    flow_cfg = config(tmp_path, "flow", FLOW, max_samples=2)
-    first = subprocess.run([*cli, "--source", "manifest", "--input", str(tmp_path / "clips.jsonl"), "--limit", str(n),
-                            "--config", flow_cfg], env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
+    common = ["--shards", str(out), "--no-progress", "--dry-run"]
+    build = [*common, "--source", "manifest", "--input", str(tmp_path / "clips.jsonl"), "--limit", str(n)]
+    assert main([*build, "--config", config(tmp_path, "flow", FLOW)]) == 0
     keys = sorted(s["__key__"] for s in read_samples(out))
     assert len(keys) == n
     bad_shard = sorted((out / "shards").glob("*.tar"))[0]
@@ -187,8 +183,11 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path):
         bad_key = next(iter_tar_samples(tar))[0]
     corrupt_rgb(bad_shard, bad_key)
 
-    add = [*cli, "--add", "depth", "--config", cfg]
-    proc = subprocess.Popen(add, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    both = config(tmp_path, "both", FLOW + "  depth: {resources: {num_cpus: 0.5, batch_size: 1}}\n")
+    add = [*common, "--add", "depth", "--config", both]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "openuni_builder.cli", *add, "--num-cpus", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
     staged = []
     while time.time() < deadline and proc.poll() is None and not staged:
@@ -200,12 +199,11 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path):
     assert staged, "the kill should land once some samples are staged"
     assert all(len(sets) == 1 for sets in shard_member_sets(out).values())
     assert json.loads((out / "build.json").read_text())["pending"]["add"] == ["depth"]
-    plain = subprocess.run([*cli, "--source", "manifest", "--input", str(tmp_path / "clips.jsonl"), "--config", cfg],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert plain.returncode == 2 and "unfinished" in plain.stderr  # a plain build waits for the add
+    capsys.readouterr()
+    assert main([*build, "--config", both]) == 2  # a plain build waits for the add to finish
+    assert "unfinished" in capsys.readouterr().err
 
-    rerun = subprocess.run(add, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert main(add) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["change"]["annotated_this_run"] < n  # what the killed run staged was kept
     samples = read_samples(out)
@@ -220,3 +218,48 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path):
     assert stats["total"]["failed"] == 1 and stats["total"]["samples"] == n - 1
     assert sorted(pd.read_parquet(out / "index.parquet")["key"]) == sorted(got)
     assert not list(out.glob(".add-*")) and "pending" not in json.loads((out / "build.json").read_text())
+
+
+@pytest.mark.slow
+def test_add_and_refresh_on_an_object_store_build(tmp_path, ray_local, s3, monkeypatch):
+    """The same change against a build at s3:// (SeaweedFS on 127.0.0.1): the workers read and
+    write the shards there, the swap is a server-side copy, and the result reads back from the
+    store through webdataset and HF datasets."""
+    import datasets
+
+    from openuni_builder.build import BuildOptions, build
+    from openuni_builder.incremental import ChangeOptions, change
+    from openuni_builder.location import shard_files, webdataset_reads_uris
+
+    monkeypatch.setenv("OPENUNI_STAGING", str(tmp_path / "staging"))
+    target = f"s3://{s3.bucket}/runs/incremental"
+    first = build(BuildOptions(source="manifest", input=s3_manifest(s3, "incremental"), out=target, limit=3,
+                               config=config(tmp_path, "flow", FLOW), progress=False, dry_run=True,
+                               storage_options=s3.options))
+    assert first["run"]["written"] == 3
+    webdataset_reads_uris(s3.options)
+    before = members_by_key(shard_files(f"{target}/shards", s3.options))
+    both = config(tmp_path, "both", FLOW + "  depth: {resources: {num_cpus: 0.5}}\n")
+    options = dict(out=target, config=both, progress=False, dry_run=True, storage_options=s3.options)
+    stats = change(ChangeOptions(add=["depth"], **options))
+    assert stats["change"]["samples"] == 3 and stats["modalities"]["produced"] == ["flow", "depth"]
+    # Another machine (an empty staging folder) refreshes it: the identity comes from OUT.
+    monkeypatch.setenv("OPENUNI_STAGING", str(tmp_path / "elsewhere"))
+    stats = change(ChangeOptions(refresh=["depth"], **options))
+    assert stats["change"]["refresh"] == ["depth"] and stats["total"]["samples"] == 3
+
+    after = members_by_key(shard_files(f"{target}/shards", s3.options))
+    assert sorted(after) == sorted(before)
+    for key, members in after.items():
+        assert set(members) == set(before[key]) | {"depth.mp4", "depth.npz"}
+        assert members["mp4"] == before[key]["mp4"] and members["flow.npz"] == before[key]["flow.npz"]
+        assert len(json.loads(members["json"])["modalities"]["depth"]["previous"]) == 1
+    fs = s3.filesystem()
+    # No work object is left (SeaweedFS's filer may keep the emptied folder itself; S3 has none).
+    assert not [path for path in fs.find(f"{s3.bucket}/runs/incremental") if "/.add-" in path]
+    identity = json.loads(fs.cat(f"{s3.bucket}/runs/incremental/build.json"))
+    assert identity["annotators"] == ["flow", "depth"] and identity["modalities"]["depth"]["previous"]
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    ds = datasets.load_dataset("webdataset", data_files={"train": f"{target}/shards/*.tar"}, split="train",
+                               storage_options=s3.options["s3"], cache_dir=str(tmp_path / "hf"))
+    assert len(ds) == 3 and {"depth.mp4", "depth.npz", "flow.mp4"} <= set(ds.column_names)
