@@ -15,7 +15,8 @@ work lies under `OUT/.add-<id>/`):
    new members as a small tar with manifest under `.add-<id>/staged/<shard>/`. A sample whose
    annotator fails is staged as a failure (stage, reason): it leaves the dataset and goes to the
    failure ledger, because a shard never holds samples with different member sets. A rerun
-   skips every sample a committed stage manifest names.
+   skips every sample a committed stage manifest names, and the whole step (no actor pool, no
+   model load) once `.add-<id>/annotated.json` says it completed.
 2. merge (one task per shard, when step 1 is complete): old tar + staged members -> the new
    version under `.add-<id>/shards/`, same name, same keys (less the failed ones), streamed a
    sample at a time; its manifest carries the job id and the dropped samples.
@@ -58,7 +59,7 @@ from openuni_builder.config import AnnotatorConfig, BuildConfig, load_config
 from openuni_builder.crashes import start_counter
 from openuni_builder.identity import IdentityError, begin_change, finish_change, read as read_identity
 from openuni_builder.ledger import Ledger
-from openuni_builder.location import StorageOptions, location, move, remove_tree
+from openuni_builder.location import StorageOptions, location, move, remove_tree, write_bytes_atomic
 from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, decode_memory, init_ray,
                                      iter_records, plan, stage_throughput)
 from openuni_builder.shards import (MANIFEST_SUFFIX, _node, iter_tar_samples, node_id, open_shard, recover,
@@ -138,9 +139,14 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     run = _Run()
     embedded = init_ray(opts.address, opts.num_cpus, _gb_to_bytes(opts.object_store_gb))
     try:
-        _annotate(shards, work_cfg, ClipSpec(**identity["spec"]), task, mtime, opts, run)
-        log.info("annotated %d samples (%d failed) in %.1fs; merging %d shards", run.processed,
-                 sum(run.failures.values()), time.time() - started, len(shards))
+        marker = work / "annotated.json"  # step 1 complete: a rerun starts no actor pool (no model loads)
+        if marker.exists():
+            log.info("every sample was annotated by an earlier run; merging %d shards", len(shards))
+        else:
+            _annotate(shards, work_cfg, ClipSpec(**identity["spec"]), task, mtime, opts, run)
+            write_bytes_atomic(marker, json.dumps({"finished": time.time()}).encode())
+            log.info("annotated %d samples (%d failed) in %.1fs; merging %d shards", run.processed,
+                     sum(run.failures.values()), time.time() - started, len(shards))
         merged = _merge(shards, work_cfg, task, mtime, opts.progress)
     except ray.exceptions.RayError as exc:
         raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; staged work is kept, a rerun of the same "

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from openuni_builder import pixelplanes
+from openuni_builder import incremental, pixelplanes
 from openuni_builder.cli import main
+from openuni_builder.location import move as incremental_move
 from openuni_builder.shards import iter_tar_samples
 from openuni_builder.tiny_models import write_tiny_model
 from tests.conftest import numbered_frames, tiny_config, write_video
@@ -197,15 +198,33 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert staged, "the kill should land once some samples are staged"
+    staged_at_kill = {path: path.stat().st_mtime_ns for path in out.glob(".add-*/staged/*/*")}
     assert all(len(sets) == 1 for sets in shard_member_sets(out).values())
     assert json.loads((out / "build.json").read_text())["pending"]["add"] == ["depth"]
     capsys.readouterr()
     assert main([*build, "--config", both]) == 2  # a plain build waits for the add to finish
     assert "unfinished" in capsys.readouterr().err
 
+    # The rerun stops again mid-swap (one tar moved, its manifest not): still no shard mixes.
+    moves = []
+
+    def move_then_die(src, dst):
+        if moves:
+            raise RuntimeError("killed mid-swap")
+        moves.append(src)
+        incremental_move(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(incremental, "move", move_then_die)
+        with pytest.raises(RuntimeError, match="mid-swap"):
+            main(add)
+    assert moves and all(len(sets) == 1 for sets in shard_member_sets(out).values())
+    # What the killed run staged was kept, not annotated again.
+    assert all(path.stat().st_mtime_ns == when for path, when in staged_at_kill.items())
+
     assert main(add) == 0
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["change"]["annotated_this_run"] < n  # what the killed run staged was kept
+    assert stats["change"]["annotated_this_run"] == 0  # all staged before: only the swap was left
     samples = read_samples(out)
     got = [s["__key__"] for s in samples]
     assert len(got) == len(set(got)) == n - 1 and sorted(got + [bad_key]) == keys
@@ -218,6 +237,7 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     assert stats["total"]["failed"] == 1 and stats["total"]["samples"] == n - 1
     assert sorted(pd.read_parquet(out / "index.parquet")["key"]) == sorted(got)
     assert not list(out.glob(".add-*")) and "pending" not in json.loads((out / "build.json").read_text())
+    assert main(["--shards", str(out), "--verify"]) == 0  # every tar matches its manifest
 
 
 @pytest.mark.slow
@@ -263,3 +283,43 @@ def test_add_and_refresh_on_an_object_store_build(tmp_path, ray_local, s3, monke
     ds = datasets.load_dataset("webdataset", data_files={"train": f"{target}/shards/*.tar"}, split="train",
                                storage_options=s3.options["s3"], cache_dir=str(tmp_path / "hf"))
     assert len(ds) == 3 and {"depth.mp4", "depth.npz", "flow.mp4"} <= set(ds.column_names)
+
+
+def test_identity_versions_old_build_json_and_refusals(tmp_path):
+    """build.json without versions (written before they existed) is accepted and gains them; a
+    rerun with another model is refused with the --refresh hint, one with more modalities with
+    the --add hint; --add and --refresh check what the build has."""
+    from openuni_builder.config import load_config
+    from openuni_builder.identity import IdentityError, begin_change, check, finish_change
+
+    flow = load_config(config(tmp_path, "flow", FLOW))
+    small = load_config(config(tmp_path, "small", FLOW + "  depth: {model: depth-anything-v2-small}\n"))
+    large = load_config(config(tmp_path, "large", FLOW + "  depth: {model: depth-anything-v2-large}\n"))
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"pipeline": "tiny", "spec": {"num_frames": 9, "fps": 8.0, "height": 32, "width": 48}, "dry_run": False,
+           "annotators": ["flow"]}
+    (out / "build.json").write_text(json.dumps(old))
+    identity = check(out, flow, dry_run=False)
+    assert identity["modalities"]["flow"]["model"] == "opencv-dis" and identity["modalities"]["flow"]["recorded_later"]
+    assert json.loads((out / "build.json").read_text())["modalities"]["flow"]["code"].startswith("openuni-builder")
+    with pytest.raises(IdentityError, match="--add depth"):
+        check(out, small, dry_run=False)
+
+    pending = begin_change(out, small.without({"flow"}), False, ["depth"], [])
+    assert pending["versions"]["depth"]["revision"] and pending["command"] == "--add depth"
+    assert begin_change(out, small.without({"flow"}), False, ["depth"], [])["id"] == pending["id"]  # resumes
+    with pytest.raises(IdentityError, match="unfinished"):
+        check(out, small, dry_run=False)
+    with pytest.raises(IdentityError, match="unfinished"):
+        begin_change(out, small.without({"flow"}), False, [], ["depth"])
+    finish_change(out)
+    assert check(out, small, dry_run=False)["annotators"] == ["flow", "depth"]
+    with pytest.raises(IdentityError, match="--refresh depth"):
+        check(out, large, dry_run=False)
+    with pytest.raises(IdentityError, match="not in the build"):
+        begin_change(out, small, False, [], ["seg"])
+    begin_change(out, large.without({"flow"}), False, [], ["depth"])
+    depth = finish_change(out)["modalities"]["depth"]
+    assert depth["model"] == "depth-anything-v2-large" and depth["previous"][0]["model"] == "depth-anything-v2-small"
+    assert check(out, large, dry_run=False)["modalities"]["depth"]["model"] == "depth-anything-v2-large"
