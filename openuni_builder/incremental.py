@@ -12,11 +12,14 @@ work lies under `OUT/.add-<id>/`):
    turns its mp4 back into frames, the requested annotators run as the same `AnnotatorStage`
    actor pools (`runtime.annotator_stages`), an encode task makes only the new members and the
    sample's updated KEY.json (`stages.modality_members`), and a stage task commits each batch's
-   new members as a small tar with manifest under `.add-<id>/staged/<shard>/`. A sample whose
-   annotator fails is staged as a failure (stage, reason): it leaves the dataset and goes to the
-   failure ledger, because a shard never holds samples with different member sets. A rerun
-   skips every sample a committed stage manifest names, and the whole step (no actor pool, no
-   model load) once `.add-<id>/annotated.json` says it completed.
+   new members as a small tar with manifest under `.add-<id>/staged/<shard>/`. A rerun skips
+   every sample a committed stage manifest names, and the whole step (no actor pool, no model
+   load) once `.add-<id>/annotated.json` says it completed. A sample whose annotator fails is not
+   staged, so a rerun tries it again; once the step completes, the failures are written into
+   that marker, and those samples leave the dataset for the failure ledger with their reason,
+   because a shard never holds samples with different member sets. When more than
+   MAX_FAILED_FRACTION of the build fails (a model that does not load, say), the step does not
+   complete and nothing is swapped: the cause is fixed and the same command rerun.
 2. merge (one task per shard, when step 1 is complete): old tar + staged members -> the new
    version under `.add-<id>/shards/`, same name, same keys (less the failed ones), streamed a
    sample at a time; its manifest carries the job id and the dropped samples.
@@ -62,8 +65,8 @@ from openuni_builder.ledger import Ledger
 from openuni_builder.location import StorageOptions, location, move, remove_tree, write_bytes_atomic
 from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, decode_memory, init_ray,
                                      iter_records, plan, stage_throughput)
-from openuni_builder.shards import (MANIFEST_SUFFIX, _node, iter_tar_samples, node_id, open_shard, recover,
-                                    rejection, write_shard)
+from openuni_builder.shards import (MANIFEST_SUFFIX, iter_tar_samples, node_id, open_shard, recover, rejection,
+                                    write_shard, writer_node)
 from openuni_builder.stages import caption_fields, modality_members, sample_json
 from openuni_builder.staging import pull, push
 from openuni_builder.video_io import decode_mp4
@@ -72,7 +75,9 @@ from pipelines import resolve
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
 WORK_PREFIX = ".add-"
-FAILED = "failed"  # a staged sample's member saying its annotation failed (JSON: stage, reason)
+#: More failed samples than this (of the build's) stop the change before anything is replaced: that
+#: is a broken model or cluster, not bad samples, and would empty the dataset.
+MAX_FAILED_FRACTION = 0.5
 
 
 @dataclass
@@ -141,13 +146,22 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     try:
         marker = work / "annotated.json"  # step 1 complete: a rerun starts no actor pool (no model loads)
         if marker.exists():
-            log.info("every sample was annotated by an earlier run; merging %d shards", len(shards))
+            failed = json.loads(marker.read_bytes())["failed"]
+            log.info("every sample was annotated by an earlier run (%d failed); merging %d shards", len(failed),
+                     len(shards))
         else:
             _annotate(shards, work_cfg, ClipSpec(**identity["spec"]), task, mtime, opts, run)
-            write_bytes_atomic(marker, json.dumps({"finished": time.time()}).encode())
-            log.info("annotated %d samples (%d failed) in %.1fs; merging %d shards", run.processed,
-                     sum(run.failures.values()), time.time() - started, len(shards))
-        merged = _merge(shards, work_cfg, task, mtime, opts.progress)
+            failed = run.failed
+            log.info("annotated %d samples (%d failed) in %.1fs; merging %d shards", run.processed, len(failed),
+                     time.time() - started, len(shards))
+            total = len(ledger.done_keys())
+            if len(failed) > MAX_FAILED_FRACTION * total:
+                first = next(iter(failed.values()))
+                raise BuildError(f"{len(failed)} of {total} samples failed (first: {first['stage']}: "
+                                 f"{first['reason']}); nothing was replaced. Fix the cause and rerun the same "
+                                 "command: it annotates only the samples not done yet")
+            write_bytes_atomic(marker, json.dumps({"finished": time.time(), "failed": failed}, default=str).encode())
+        merged = _merge(shards, failed, work_cfg, task, mtime, opts.progress)
     except ray.exceptions.RayError as exc:
         raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; staged work is kept, a rerun of the same "
                          "command resumes") from exc
@@ -178,7 +192,8 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     dropped = sum(len(r["dropped"]) for r in merged)
     stats = _finish(out, target, full, BuildOptions(source=previous_stats.get("source", "unknown"), out=opts.out,
                                                     dry_run=opts.dry_run), Ledger(out), skipped, started,
-                    samples + dropped, 0, run.processed, samples, run.received, run.failures, Counter(),
+                    samples + dropped, 0, run.processed, samples, run.received,
+                    Counter(f["stage"] for f in run.failed.values()), Counter(),
                     stage_throughput(run.timings), {s: dict(c) for s, c in run.nodes.items()},
                     run.graph.get("actors", {}))
     stats["change"] = {"command": pending["command"], "add": pending["add"], "refresh": pending["refresh"],
@@ -198,7 +213,7 @@ class _Run:
 
     processed: int = 0
     received: int = 0
-    failures: Counter = field(default_factory=Counter)
+    failed: dict[str, Row] = field(default_factory=dict)  # key -> its shard, stage, reason and context
     timings: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     nodes: dict[str, Counter] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)
@@ -236,14 +251,20 @@ def _annotate(shards: list[str], cfg: BuildConfig, spec: ClipSpec, task: dict[st
             for stage, node in record.get("nodes", {}).items():
                 run.nodes.setdefault(stage, Counter())[str(node)[:12]] += 1
             if record["status"] != "staged":
-                run.failures[record["stage"]] += 1
+                run.failed[record["key"]] = {k: record[k] for k in ("shard", "stage", "reason", "context")}
             bar.update()
 
 
-def _merge(shards: list[str], cfg: BuildConfig, task: dict[str, Any], mtime: float, progress: bool) -> list[Row]:
-    """Step 2: the new version of every shard (or the one a killed run already wrote)."""
+def _merge(shards: list[str], failed: dict[str, Row], cfg: BuildConfig, task: dict[str, Any], mtime: float,
+           progress: bool) -> list[Row]:
+    """Step 2: the new version of every shard (or the one a killed run already wrote), less its
+    failed samples."""
     encode = cfg.encode
-    ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+    by_shard: dict[str, dict[str, Row]] = {}
+    for key, failure in failed.items():
+        by_shard.setdefault(failure["shard"], {})[key] = failure
+    ds = ray.data.from_items([{"shard": s, "dropped": json.dumps(by_shard.get(s, {}), default=str)} for s in shards],
+                             override_num_blocks=len(shards))
     ds = ds.map(partial(merge_shard, mtime=mtime, **task), num_cpus=encode.num_cpus,
                 compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)  # streams: one sample in memory
     return [json.loads(row["record"]) for row in tqdm(ds.iter_rows(), total=len(shards), desc="shards",
@@ -403,35 +424,35 @@ def added_members(clip: Clip, names: tuple[str, ...], video: tuple[str, ...], ca
 
 def stage_members(batch: dict[str, np.ndarray], out: str, options: StorageOptions | None, job: str,
                   mtime: float) -> dict[str, list]:
-    """Ray Data stage: commit the batch's new members (or failures), one small tar + manifest per
-    shard they belong to, under the work folder; one small record per sample back to the driver."""
+    """Ray Data stage: commit the batch's new members, one small tar + manifest per shard they
+    belong to, under the work folder (failed samples are not staged: a rerun retries them); one
+    small record per sample back to the driver, a failed one's with its reason."""
     started = time.time()
     clips = [Clip.from_bytes(b) for b in batch["clip"]]
     _, work = _dirs(out, options, job)
     by_shard: dict[str, list[Clip]] = {}
     for clip in clips:
-        by_shard.setdefault(clip.shard, []).append(clip)
-    node = _node()
+        if clip.ok:
+            by_shard.setdefault(clip.shard, []).append(clip)
+    node = writer_node()
     for shard, group in by_shard.items():
-        samples = [(c.key, c.members if c.ok else {FAILED: json.dumps(rejection(c), default=str).encode()}, {})
-                   for c in group]
-        write_shard(work / "staged" / shard, samples, mtime, node)
+        write_shard(work / "staged" / shard, [(c.key, c.members, {}) for c in group], mtime, node)
     share = (time.time() - started) / max(1, len(clips))
     here = node_id()
     records = []
     for i, clip in enumerate(clips):
-        status = "staged" if clip.ok else "failed"
-        records.append(json.dumps({"key": clip.key, "status": status, "shard": clip.shard,
-                                   "stage": clip.failed_stage, "reason": clip.error,
+        outcome = {"status": "staged"} if clip.ok else rejection(clip)
+        records.append(json.dumps({**outcome, "key": clip.key, "shard": clip.shard,
                                    "timings": {**clip.timings, "stage": (started + i * share, started + (i + 1) * share)},
                                    "nodes": {**clip.nodes, "stage": here}}, default=str))
     return {"key": [c.key for c in clips], "record": records}
 
 
 def merge_shard(row: Row, out: str, options: StorageOptions | None, job: str, mtime: float) -> Row:
-    """Ray Data task: the shard's new version (old members + staged ones, failed samples left
-    out) under the work folder, same name; {"record": {"shard", "rows", "dropped"}} or, when
-    some samples have no staged decision yet, {"record": {"shard", "error"}} (nothing written)."""
+    """Ray Data task: the shard's new version (old members + staged ones; the failed samples,
+    `row["dropped"]`, left out) under the work folder, same name; {"record": {"shard", "rows",
+    "dropped"}} or, when a sample has neither staged members nor a failure, {"record": {"shard",
+    "error"}} (nothing written)."""
     shard = row["shard"]
     shards_dir, work = _dirs(out, options, job)
     done = _new_manifest(shards_dir, work, shard, job)
@@ -439,6 +460,7 @@ def merge_shard(row: Row, out: str, options: StorageOptions | None, job: str, mt
         return {"record": json.dumps({"shard": shard, "rows": done["rows"], "dropped": done.get("dropped", {})})}
     old_keys = list(json.loads((shards_dir / (shard + MANIFEST_SUFFIX)).read_bytes())["members"])
     with ExitStack() as stack:
+        dropped = json.loads(row["dropped"])
         staged: dict[str, tuple[Any, dict[str, Any]]] = {}  # key -> (open stage tar, {ext: member})
         for name in _staged(work, shard):
             tar = stack.enter_context(open_shard(work / "staged" / shard / name))
@@ -447,23 +469,20 @@ def merge_shard(row: Row, out: str, options: StorageOptions | None, job: str, mt
                 entry = staged.setdefault(key, (tar, {}))
                 if entry[0] is tar:  # a key staged twice (a rerun task): the first tar wins
                     entry[1][ext] = info
-        missing = [k for k in old_keys if k not in staged]
+        missing = [k for k in old_keys if k not in staged and k not in dropped]
         if missing:
             return {"record": json.dumps({"shard": shard, "error": f"{len(missing)} samples not annotated yet "
                                                                    f"(first: {missing[0]})"})}
-        dropped: dict[str, Any] = {}
 
         def samples():
             with open_shard(shards_dir / shard) as old:
                 for key, members in iter_tar_samples(old):
-                    tar, infos = staged[key]
-                    new = {ext: tar.extractfile(info).read() for ext, info in infos.items()}
-                    if FAILED in new:
-                        dropped[key] = json.loads(new[FAILED])
-                        continue
-                    members.update(new)
-                    yield key, members, json.loads(members["json"])
+                    if key in staged:  # a failed sample staged by an earlier try is kept after all
+                        tar, infos = staged[key]
+                        members.update({ext: tar.extractfile(info).read() for ext, info in infos.items()})
+                        yield key, members, json.loads(members["json"])
 
-        _, rows = write_shard(work / "shards", samples(), mtime, _node(), name=shard,
+        dropped = {k: v for k, v in dropped.items() if k not in staged}
+        _, rows = write_shard(work / "shards", samples(), mtime, writer_node(), name=shard,
                               extra={"job": job, "dropped": dropped})
     return {"record": json.dumps({"shard": shard, "rows": rows, "dropped": dropped}, default=str)}

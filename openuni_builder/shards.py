@@ -135,7 +135,7 @@ def write_shards(batch: dict[str, np.ndarray], out: str, options: StorageOptions
     clips = [Clip.from_bytes(b) for b in batch["clip"]]
     records: dict[str, dict[str, Any]] = {c.key: rejection(c) for c in clips if not c.ok}
     shards_dir = location(out, options) / "shards"
-    node = _node()
+    node = writer_node()
     for group in _groups([c for c in clips if c.ok], max_samples, max_bytes):
         samples = [(c.key, c.members, json.loads(c.members["json"])) for c in group]
         name, rows = write_shard(shards_dir, samples, mtime, node)
@@ -225,7 +225,7 @@ def node_id() -> str | None:
         return None
 
 
-def _node() -> str:
+def writer_node() -> str:
     """Which machine wrote a shard: the host name, and the Ray node id where there is one."""
     here = node_id()
     return f"{socket.gethostname()}:{here}" if here else socket.gethostname()

@@ -239,6 +239,17 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     assert not list(out.glob(".add-*")) and "pending" not in json.loads((out / "build.json").read_text())
     assert main(["--shards", str(out), "--verify"]) == 0  # every tar matches its manifest
 
+    # When most of the build fails (here: every RGB unreadable), nothing is replaced.
+    for shard in (out / "shards").glob("*.tar"):
+        with tarfile.open(shard) as tar:
+            for key, _ in list(iter_tar_samples(tar)):
+                corrupt_rgb(shard, key)
+    before = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    capsys.readouterr()
+    assert main([*common, "--refresh", "depth", "--config", both]) == 2
+    assert "nothing was replaced" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == before
+
 
 @pytest.mark.slow
 def test_add_and_refresh_on_an_object_store_build(tmp_path, ray_local, s3, monkeypatch):
