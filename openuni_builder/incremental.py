@@ -55,7 +55,7 @@ from tqdm import tqdm
 from upath import UPath
 
 from annotators import get_annotator
-from openuni_builder.build import BuildError, BuildOptions, _finish, _gb_to_bytes, _root_cause, summary
+from openuni_builder.build import BuildError, BuildOptions, _finish, _gb_to_bytes, _root_cause
 from openuni_builder.card import publish
 from openuni_builder.clip import Clip, ClipRequest, ClipSpec
 from openuni_builder.config import AnnotatorConfig, BuildConfig, load_config

@@ -27,7 +27,7 @@ from openuni_builder.shards import iter_tar_samples
 from openuni_builder.tiny_models import write_tiny_model
 from tests.conftest import numbered_frames, tiny_config, write_video
 from tests.test_build import manifest, read_samples
-from tests.test_data_plane import assert_same_samples, members_by_key, s3, s3_manifest  # noqa: F401 (s3: the fixture)
+from tests.test_data_plane import assert_same_samples, members_by_key, s3_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH_MODEL = "depth-anything-v2-small"
