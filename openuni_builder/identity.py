@@ -98,7 +98,12 @@ def write(out: Path, identity: dict[str, Any]) -> None:
 def of(cfg: BuildConfig, dry_run: bool) -> dict[str, Any]:
     """The identity a build with this config would have."""
     return {"pipeline": cfg.name, "spec": asdict(cfg.spec), "dry_run": dry_run,
-            "annotators": [a.name for a in cfg.annotators], "config": cfg.path, "modalities": versions(cfg)}
+            "annotators": [a.name for a in cfg.annotators], "config": config_path(cfg), "modalities": versions(cfg)}
+
+
+def config_path(cfg: BuildConfig) -> str | None:
+    """The config's file as an absolute path, so a later --add from another folder finds it."""
+    return str(Path(cfg.path).resolve()) if cfg.path else None
 
 
 def check(out: Path, cfg: BuildConfig, dry_run: bool) -> dict[str, Any]:
@@ -131,7 +136,7 @@ def check(out: Path, cfg: BuildConfig, dry_run: bool) -> dict[str, Any]:
                             "build with the new ones, or use a new --shards directory")
     missing = {n: {**v, "recorded_later": True} for n, v in now["modalities"].items() if n not in recorded}
     if missing or "config" not in previous:
-        previous = {**previous, "modalities": {**recorded, **missing}, "config": previous.get("config", cfg.path)}
+        previous = {**previous, "modalities": {**recorded, **missing}, "config": previous.get("config", config_path(cfg))}
         write(out, previous)
     return previous
 
@@ -181,7 +186,7 @@ def begin_change(out: Path, cfg: BuildConfig, dry_run: bool, add: list[str], ref
     digest = hashlib.sha1(json.dumps({**request, "versions": {n: _model(v) for n, v in sorted(wanted.items())}},
                                      sort_keys=True).encode()).hexdigest()[:12]
     pending = {"id": digest, "command": command, **request, "dry_run": dry_run, "versions": wanted,
-               "config": cfg.path, "started": time.time()}
+               "config": config_path(cfg), "started": time.time()}
     write(out, {**identity, "pending": pending})
     return pending
 

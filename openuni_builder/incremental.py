@@ -46,7 +46,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray
@@ -161,7 +161,15 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
                                  f"{first['reason']}); nothing was replaced. Fix the cause and rerun the same "
                                  "command: it annotates only the samples not done yet")
             write_bytes_atomic(marker, json.dumps({"finished": time.time(), "failed": failed}, default=str).encode())
-        merged = _merge(shards, failed, work_cfg, task, mtime, opts.progress)
+        # Streamed: the rows go straight into the new done file, the driver keeps a count per shard.
+        done_tmp = ledger.dir / f"done.jsonl.{WORK_PREFIX.strip('.')}{job}"
+        merged = []
+        with open(done_tmp, "w") as fh:
+            for record in _merge(shards, failed, work_cfg, task, mtime, opts.progress):
+                for row in record.get("rows", []):
+                    fh.write(json.dumps(row, default=str) + "\n")
+                merged.append({"shard": record["shard"], "samples": len(record.get("rows", [])),
+                               "dropped": record.get("dropped", {}), "error": record.get("error")})
     except ray.exceptions.RayError as exc:
         raise BuildError(f"the Ray graph stopped: {_root_cause(exc)}; staged work is kept, a rerun of the same "
                          "command resumes") from exc
@@ -173,11 +181,6 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
         raise BuildError(f"{len(incomplete)} shards could not get their new version "
                          f"({next(iter(incomplete.items()))}); a rerun of the same command resumes")
 
-    done_tmp = ledger.dir / f"done.jsonl.{WORK_PREFIX.strip('.')}{job}"
-    with open(done_tmp, "w") as fh:
-        for record in merged:
-            for row in record["rows"]:
-                fh.write(json.dumps(row, default=str) + "\n")
     for record in merged:  # ledgered before the swap: a failed sample is never just gone
         for key, failure in record["dropped"].items():
             ledger.mark_failed(key, failure["stage"], failure["reason"], **failure.get("context", {}), change=job)
@@ -188,7 +191,7 @@ def _change(opts: ChangeOptions, target: UPath, out: Path, started: float) -> di
     full = _full_config(cfg, identity, opts.add)
     previous_stats = _read_json(out / "stats.json")
     skipped = {n: r for n, r in (previous_stats.get("modalities") or {}).get("skipped", {}).items() if n not in names}
-    samples = sum(len(r["rows"]) for r in merged)
+    samples = sum(r["samples"] for r in merged)
     dropped = sum(len(r["dropped"]) for r in merged)
     stats = _finish(out, target, full, BuildOptions(source=previous_stats.get("source", "unknown"), out=opts.out,
                                                     dry_run=opts.dry_run), Ledger(out), skipped, started,
@@ -256,7 +259,7 @@ def _annotate(shards: list[str], cfg: BuildConfig, spec: ClipSpec, task: dict[st
 
 
 def _merge(shards: list[str], failed: dict[str, Row], cfg: BuildConfig, task: dict[str, Any], mtime: float,
-           progress: bool) -> list[Row]:
+           progress: bool) -> Iterator[Row]:
     """Step 2: the new version of every shard (or the one a killed run already wrote), less its
     failed samples."""
     encode = cfg.encode
@@ -267,8 +270,8 @@ def _merge(shards: list[str], failed: dict[str, Row], cfg: BuildConfig, task: di
                              override_num_blocks=len(shards))
     ds = ds.map(partial(merge_shard, mtime=mtime, **task), num_cpus=encode.num_cpus,
                 compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)  # streams: one sample in memory
-    return [json.loads(row["record"]) for row in tqdm(ds.iter_rows(), total=len(shards), desc="shards",
-                                                       unit="shard", disable=not progress)]
+    for row in tqdm(ds.iter_rows(), total=len(shards), desc="shards", unit="shard", disable=not progress):
+        yield json.loads(row["record"])
 
 
 def _swap(shards_dir: UPath | Path, new_dir: UPath | Path, merged: list[Row]) -> None:
@@ -277,7 +280,7 @@ def _swap(shards_dir: UPath | Path, new_dir: UPath | Path, merged: list[Row]) ->
 
     def one(record: Row) -> None:
         name = record["shard"]
-        if not record["rows"]:
+        if not record["samples"]:
             for folder in (shards_dir, new_dir):
                 for file in (name, name + MANIFEST_SUFFIX):
                     if (folder / file).exists():
