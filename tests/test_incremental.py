@@ -167,7 +167,7 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     killed (driver and Ray, in their own process group) once some samples are staged, and rerun.
     The unreadable sample leaves the dataset for the failure ledger; every other one gains depth
     exactly once; no shard ever mixes member sets."""
-    n = 6
+    n = 4
     rows = []
     for i in range(n):
         write_video(tmp_path / f"v{i}.mp4", numbered_frames(40, 48, 64), 25.0)
