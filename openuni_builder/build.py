@@ -31,6 +31,7 @@ from openuni_builder.publish.card import publish
 from openuni_builder.publish.index_summary import IndexSummary
 from openuni_builder.config import BuildConfig, load_config
 from openuni_builder.filters import schedule
+from openuni_builder.identity import IdentityError, check as check_identity
 from openuni_builder.ledger import Ledger
 from openuni_builder.runtime import (PlanError, check_fit, cluster_resources, fit_cpus, format_plan, init_ray,
                                     requests_dataset, resolve_stages, run_stages, stage_throughput)
@@ -89,7 +90,10 @@ def _build(opts: BuildOptions, target: UPath, out: Path, started: float) -> dict
     cfg = load_config(resolve(opts.config))
     # A dry run makes every model tiny on the workers, so nothing is skipped for a missing model.
     cfg, skipped = (cfg, {}) if opts.dry_run else _available(cfg, opts.require_all)
-    _check_identity(out, cfg, opts)
+    try:
+        check_identity(out, cfg, opts.dry_run)
+    except IdentityError as exc:
+        raise BuildError(str(exc)) from exc
     push(out, target)  # the identity is fixed at OUT before any shard lands there
 
     ctx = SourceContext(input=_maybe(opts.input, opts), work_dir=out, spec=cfg.spec,
@@ -251,20 +255,6 @@ def _available(cfg: BuildConfig, require_all: bool) -> tuple[BuildConfig, dict[s
     if skipped and require_all:
         raise BuildError("--require-all: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return cfg.without(set(skipped)), skipped
-
-
-def _check_identity(out: Path, cfg: BuildConfig, opts: BuildOptions) -> None:
-    identity = {"pipeline": cfg.name, "spec": asdict(cfg.spec), "dry_run": opts.dry_run,
-                "annotators": [a.name for a in cfg.annotators]}
-    path = out / "build.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != identity:
-            diff = {k: (previous.get(k), v) for k, v in identity.items() if previous.get(k) != v}
-            raise BuildError(f"{out} holds a build with a different identity {diff} (before, now); "
-                             "samples of one build must share their members: use a new --shards directory")
-    else:
-        path.write_text(json.dumps(identity, indent=2))
 
 
 def _finish(out: Path, target: UPath, cfg: BuildConfig, opts: BuildOptions, ledger: Ledger, skipped: dict[str, str],

@@ -131,6 +131,7 @@ class Clip:
     dropped: dict[str, Any] | None = None
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (start, end) wall clock
     nodes: dict[str, str] = field(default_factory=dict)  # stage -> Ray node id that ran it
+    shard: str | None = None  # `--add`/`--refresh`: the committed shard the clip was read from
 
     @property
     def key(self) -> str:

@@ -123,6 +123,24 @@ def mirror_files(src: UPath | Path, dst: UPath | Path, names: list[str]) -> None
                 write_atomic(dst / relative, lambda out, fh=fh: shutil.copyfileobj(fh, out, length=8 * 2**20))
 
 
+def move(src: UPath | Path, dst: UPath | Path) -> None:
+    """Replace `dst` with `src`: an atomic rename on a filesystem; on an object store a server-side
+    copy (the new object appears whole) and then the source's deletion, so a move cut short leaves
+    both and is simply done again."""
+    if is_local(src):
+        os.replace(src, dst)
+    else:
+        src.fs.mv(src.path, dst.path)
+
+
+def remove_tree(path: UPath | Path) -> None:
+    """Delete a folder (or prefix) and everything under it; nothing when it is not there."""
+    if is_local(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.fs.rm(path.path, recursive=True)
+
+
 def shard_files(folder: str | os.PathLike, options: StorageOptions | None = None) -> list[str]:
     """The `*.tar` shards in `folder` (local or URI), sorted, as strings webdataset accepts once
     `webdataset_reads_uris` has run."""

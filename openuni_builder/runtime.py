@@ -29,14 +29,14 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import ray
 from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from annotators.base import Resources
 from openuni_builder.clip import Clip, ClipRequest
-from openuni_builder.config import BuildConfig
+from openuni_builder.config import AnnotatorConfig, BuildConfig
 from openuni_builder.crashes import RAY_RETRIES, start_counter
 from openuni_builder.filters import NearDuplicateFilter, schedule
 from openuni_builder.location import StorageOptions
@@ -273,22 +273,53 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
     stages = plan(cfg, *cluster_resources())
     decode, encode = stages[0].resources, stages[-1].resources
     counter, counter_handle = start_counter()
-    # Bounded: a poison clip is failed by crashes.py first. Passed as ray_remote_args, which Ray 2.60
-    # deprecates for 2.64 without a named retry parameter yet (the lock pins 2.60).
-    retries = {"max_retries": RAY_RETRIES}
     filters = cfg.filters
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
     ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
                 num_cpus=decode.num_cpus, memory=decode_memory(cfg), compute=TaskPoolStrategy(size=decode.concurrency),
-                **retries)
+                **RETRIES)
     dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
     if dedup is not None:  # one actor: the decision needs every hash kept so far
         ds = ds.map_batches(DedupStage, fn_constructor_kwargs={"name": dedup.name, "kept": kept_hashes or [],
                                                                "max_distance": int(dedup.options["max_distance"])},
                             batch_size=1, compute=ActorPoolStrategy(size=1), num_cpus=0, batch_format="numpy",
                             max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
-    for i, (stage, a) in enumerate(zip(stages[1:-1], cfg.annotators)):
+
+    def filters_after(i: int, ds: ray.data.Dataset) -> ray.data.Dataset:
+        if i not in after:
+            return ds
+        return ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
+                      compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+
+    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=dry_run, counter=counter, between=filters_after)
+    video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
+    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run,
+                        storage_profile=cfg.shards.profile),
+                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+    # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
+    # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
+    # encode a whole shard's clips one after another in one task.
+    ds = ds.map_batches(write_shards, batch_size=cfg.shards.max_samples, batch_format="numpy",
+                        fn_kwargs={"out": out, "options": options, "max_samples": cfg.shards.max_samples,
+                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime},
+                        num_cpus=encode.num_cpus, memory=min(cfg.shards.max_bytes, 4 * 2**30),
+                        compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+    yield from iter_records(ds, counter_handle, report)
+
+
+#: Bounded: a poison clip is failed by crashes.py first. Passed as ray_remote_args, which Ray 2.60
+#: deprecates for 2.64 without a named retry parameter yet (the lock pins 2.60).
+RETRIES = {"max_retries": RAY_RETRIES}
+
+
+def annotator_stages(ds: ray.data.Dataset, stages: list[StagePlan], annotators: Iterable[AnnotatorConfig], *,
+                     dry_run: bool, counter: str | None,
+                     between: Callable[[int, ray.data.Dataset], ray.data.Dataset] | None = None) -> ray.data.Dataset:
+    """One `AnnotatorStage` actor pool per annotator, in order (`stages`: their resolved plans);
+    `between(i, ds)` may add stages after the i-th pool (a build's annotated-phase filters). Shared
+    by a build and by `--add`/`--refresh` (incremental.py)."""
+    for i, (stage, a) in enumerate(zip(stages, annotators)):
         r = stage.resources
         ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs={"name": a.name, "options": a.option_values(),
                                                                    "dry_run": dry_run, "counter": counter,
@@ -299,21 +330,15 @@ def run_stages(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: Sto
                             # A dead actor restarts and its batches rerun (exactly-once rests on it,
                             # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
                             max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
-        if i in after:
-            ds = ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus,
-                        compute=TaskPoolStrategy(size=encode.concurrency), **retries)
-    video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
-    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run,
-                        storage_profile=cfg.shards.profile),
-                num_cpus=encode.num_cpus, compute=TaskPoolStrategy(size=encode.concurrency), **retries)
-    # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
-    # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
-    # encode a whole shard's clips one after another in one task.
-    ds = ds.map_batches(write_shards, batch_size=cfg.shards.max_samples, batch_format="numpy",
-                        fn_kwargs={"out": out, "options": options, "max_samples": cfg.shards.max_samples,
-                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime},
-                        num_cpus=encode.num_cpus, memory=min(cfg.shards.max_bytes, 4 * 2**30),
-                        compute=TaskPoolStrategy(size=encode.concurrency), **retries)
+        if between is not None:
+            ds = between(i, ds)
+    return ds
+
+
+def iter_records(ds: ray.data.Dataset, counter_handle, report: dict | None = None) -> Iterator[str]:
+    """The graph's per-clip records (its `record` column) as they complete; at the end (or when
+    the caller stops early) `report["actors"]` gets where the annotator pools started their actors
+    and the build's crash counter (`start_counter`) is stopped."""
     try:
         for row in ds.iter_rows():
             yield row["record"]

@@ -142,7 +142,7 @@ def write_shards(batch: dict[str, np.ndarray], out: str, options: StorageOptions
     clips = [Clip.from_bytes(b) for b in batch["clip"]]
     records: dict[str, dict[str, Any]] = {c.key: rejection(c) for c in clips if not c.ok}
     shards_dir = location(out, options) / "shards"
-    node = _node()
+    node = writer_node()
     for group in _groups([c for c in clips if c.ok], max_samples, max_bytes):
         samples = [(c.key, c.members, json.loads(c.members["json"])) for c in group]
         name, rows = write_shard(shards_dir, samples, mtime, node)
@@ -187,29 +187,37 @@ def shard_name(keys: list[str]) -> str:
     return f"openuni-{hashlib.sha1(chr(10).join(sorted(keys)).encode()).hexdigest()[:16]}.tar"
 
 
-def write_shard(shards_dir, samples: list[tuple[str, dict[str, bytes], dict[str, Any]]], mtime: float,
-                node: str) -> tuple[str, list[dict[str, Any]]]:
-    """Commit one shard, then its manifest; returns the shard's name and its samples' index rows."""
-    name = shard_name([key for key, _, _ in samples])
+def write_shard(shards_dir, samples: Iterable[tuple[str, dict[str, bytes], dict[str, Any]]], mtime: float,
+                node: str, name: str | None = None, extra: dict[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Commit one shard, then its manifest; returns the shard's name and its samples' index rows.
+
+    Named after its keys unless `name` is given; with a name, `samples` may be a generator, read
+    one sample at a time while the tar streams out (`--add` rewrites a shard under its old name
+    without holding it: incremental.py). `extra` goes into the manifest as well."""
+    if name is None:
+        samples = list(samples)
+        name = shard_name([key for key, _, _ in samples])
     size = 0
+    digests: dict[str, dict[str, dict[str, Any]]] = {}
+    rows: list[dict[str, Any]] = []
 
     def write(fh: IO[bytes]) -> None:
         nonlocal size
+        digests.clear()
+        rows.clear()
         with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for key, members, _ in samples:
+            for key, members, meta in samples:
                 write_sample(tar, key, members, mtime)
+                # Per-member digests, not one of the whole tar: a check then names the corrupt samples,
+                # and the bytes are hashed once (a second pass over the tar cost 20% of the write task).
+                digests[key] = {ext: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                                for ext, b in sorted(members.items())}
+                rows.append(index_row(key, name, members, meta))
         size = fh.tell()  # after close: the end-of-archive blocks and record padding included
 
     write_atomic(shards_dir / name, write)
-    rows = [index_row(key, name, members, meta) for key, members, meta in samples]
-    # Per-member digests, not one of the whole tar: a check then names the corrupt samples, and the
-    # bytes are hashed once (a second pass over the tar cost 20% of the write task).
-    manifest = {
-        "shard": name, "bytes": size, "samples": len(samples), "node": node,
-        "members": {key: {ext: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-                          for ext, b in sorted(members.items())} for key, members, _ in samples},
-        "rows": rows,
-    }
+    manifest = {"shard": name, "bytes": size, "samples": len(rows), "node": node, "members": digests, "rows": rows,
+                **(extra or {})}
     try:
         write_bytes_atomic(shards_dir / (name + MANIFEST_SUFFIX), json.dumps(manifest, default=str).encode())
     except BaseException:  # a tar without its manifest is not committed: do not leave it in sight
@@ -228,7 +236,7 @@ def node_id() -> str | None:
         return None
 
 
-def _node() -> str:
+def writer_node() -> str:
     """Which machine wrote a shard: the host name, and the Ray node id where there is one."""
     here = node_id()
     return f"{socket.gethostname()}:{here}" if here else socket.gethostname()
@@ -275,6 +283,23 @@ def open_shard(path: str | Path | UPath) -> Iterator[tarfile.TarFile]:
     path = path if isinstance(path, (Path, UPath)) else location(path)
     with path.open("rb") as fh, tarfile.open(fileobj=fh) as tar:
         yield tar
+
+
+def iter_tar_samples(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, members) of each sample of a shard, in order (a sample's members are consecutive,
+    `KEY.EXT`, the key up to the first dot: webdataset's grouping), one sample in memory at a time."""
+    key, members = None, {}
+    for info in tar:
+        if not info.isfile():
+            continue
+        this, ext = info.name.split(".", 1)
+        if this != key and key is not None:
+            yield key, members
+            members = {}
+        key = this
+        members[ext] = tar.extractfile(info).read()
+    if key is not None:
+        yield key, members
 
 
 def write_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes], mtime: float) -> None:

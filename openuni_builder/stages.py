@@ -19,7 +19,7 @@ import numpy as np
 
 from annotators import get_annotator
 from openuni_builder import pixelplanes
-from openuni_builder.clip import Clip, ModalityOutput
+from openuni_builder.clip import Clip, ClipSpec, ModalityOutput
 from openuni_builder.crashes import guard
 from openuni_builder.download import fetch_video
 from openuni_builder.filters import Filter, HashIndex, clip_quality, run_filters
@@ -243,34 +243,52 @@ def build_members(clip: Clip, caption_use: str, video_modalities: tuple[str, ...
     spec, req = clip.spec, clip.request
     members = {"mp4": encode_mp4(clip.frames, spec.fps)}
     modalities: dict[str, Any] = {}
-    profile = get_profile(storage_profile)
     for name in video_modalities:
-        output = clip.outputs[name]
-        frames, params = pixelplanes.encode(name, output.raw, spec.num_frames, size=(spec.height, spec.width))
-        storage = pixelplanes.storage(name, profile=profile.name)
-        members[f"{name}.mp4"] = encode_mp4(frames, spec.fps, storage)
-        sidecar = raw_member(name, profile.name)
-        if sidecar is not None:
-            members[sidecar] = pixelplanes.save_raw(output.raw, name, profile.name)
-        modalities[name] = {"pixelplanes": params, "storage": storage.__dict__, "storage_profile": profile.name,
-                            "raw_member": sidecar, **output.meta}
+        encoded, modalities[name] = modality_members(name, clip.outputs[name], spec, storage_profile)
+        members.update(encoded)
     annotations = {n: o.meta for n, o in clip.outputs.items() if n not in video_modalities}
-    generated = (annotations.get("caption") or {}).get("caption_generated")
-    caption, caption_from = choose_caption(req.caption, generated, caption_use)
+    captions = caption_fields(req.caption, annotations, caption_use)
     meta = {
         "key": clip.key, "source": req.source, "video_id": req.video_id, "clip_index": req.clip_index,
         "path": req.path, "start": req.start, "end": req.end,
         "num_frames": spec.num_frames, "fps": spec.fps, "height": spec.height, "width": spec.width,
         "source_video": {k: v for k, v in clip.source_info.items() if k != "frame_times"},
         "frame_times": clip.source_info.get("frame_times", []),
-        "caption": caption, "caption_from": caption_from,
-        "caption_source": req.caption, "caption_generated": generated,
+        **captions,
         "scores": req.scores, "extra": req.extra, "filters": clip.filters, "quality": clip_quality(clip),
         "modalities": modalities, "annotations": annotations, "dry_run": dry_run,
     }
-    members["json"] = json.dumps(meta, default=_jsonable).encode()
-    members["txt"] = (caption or "").encode()
+    members["json"] = sample_json(meta)
+    members["txt"] = (captions["caption"] or "").encode()
     return members
+
+
+def modality_members(name: str, output: ModalityOutput, spec: ClipSpec,
+                     storage_profile: str | None = None) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """One video modality's shard members (`NAME.mp4` Pixelplanes video, the raw sidecar the
+    profile stores) and its `KEY.json` section; shared by a build and by `--add`/`--refresh`
+    (incremental.py)."""
+    profile = get_profile(storage_profile)
+    frames, params = pixelplanes.encode(name, output.raw, spec.num_frames, size=(spec.height, spec.width))
+    storage = pixelplanes.storage(name, profile=profile.name)
+    members = {f"{name}.mp4": encode_mp4(frames, spec.fps, storage)}
+    sidecar = raw_member(name, profile.name)
+    if sidecar is not None:
+        members[sidecar] = pixelplanes.save_raw(output.raw, name, profile.name)
+    return members, {"pixelplanes": params, "storage": storage.__dict__, "storage_profile": profile.name,
+                     "raw_member": sidecar, **output.meta}
+
+
+def caption_fields(source: str | None, annotations: dict[str, Any], use: str) -> dict[str, Any]:
+    """The caption fields of `KEY.json` (KEY.txt holds `caption`) from the source's caption and
+    the non-video annotations (a caption annotator's `caption_generated`)."""
+    generated = (annotations.get("caption") or {}).get("caption_generated")
+    caption, caption_from = choose_caption(source, generated, use)
+    return {"caption": caption, "caption_from": caption_from, "caption_source": source, "caption_generated": generated}
+
+
+def sample_json(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, default=_jsonable).encode()
 
 
 def choose_caption(source: str | None, generated: str | None, use: str) -> tuple[str, str | None]:

@@ -95,3 +95,15 @@ def tiny_config(tmp_path: Path, annotators: str = "  flow: {backend: dis}\n", ma
         f"width: {spec.width}}}\nannotators:\n{annotators}shards: {{max_samples: {max_samples}}}\n"
         "stages:\n  decode: {num_cpus: 0.5, concurrency: 2}\n  encode: {num_cpus: 0.5, concurrency: 2}\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3-compatible store on 127.0.0.1 (SeaweedFS, tests/s3_server.py), one per session."""
+    from tests import s3_server
+
+    proc, server = s3_server.start(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        s3_server.stop(proc)

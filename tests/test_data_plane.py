@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import webdataset as wds
 
 from openuni_builder import pixelplanes
@@ -18,15 +17,6 @@ from openuni_builder.location import shard_files, webdataset_reads_uris
 from tests import s3_server
 from tests.conftest import numbered_frames, tiny_config
 from openuni_builder.video_io import decode_mp4, encode_mp4
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory):
-    proc, server = s3_server.start(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        yield server
-    finally:
-        s3_server.stop(proc)
 
 
 def s3_manifest(s3: s3_server.S3Server, prefix: str) -> str:
