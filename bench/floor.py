@@ -68,7 +68,7 @@ def stage_work(clips: list[SampleClip], spec: ClipSpec) -> Counter[str]:
 def samples_build(work: Path, num_cpus: int):
     """The README's first build (`--source samples`, default pipeline) measured from outside."""
     out = work / "samples_build"
-    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "samples", "--shards", str(out),
+    cmd = [sys.executable, "-m", "openuni_builder.commands.build", "--source", "samples", "--shards", str(out),
            "--no-progress", "--num-cpus", str(num_cpus), "--offline"]
     return run_measured(cmd, work / "samples_build.log", build_env(), num_cpus)
 

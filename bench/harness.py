@@ -250,7 +250,7 @@ def run_build(manifest: Path, out: Path, config: str | Path, num_cpus: int | Non
               extra: list[str] | None = None) -> ProcessRun:
     """`openuni-build --source manifest` as its own process (Ray start included), measured, on
     `num_cpus` Ray CPUs and pinned to as many cores."""
-    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(manifest),
+    cmd = [sys.executable, "-m", "openuni_builder.commands.build", "--source", "manifest", "--input", str(manifest),
            "--shards", str(out), "--config", str(config), "--no-progress", "--require-all", "--strict"]
     if num_cpus:
         cmd += ["--num-cpus", str(num_cpus)]

@@ -81,7 +81,7 @@ def run_build(work: Path, name: str, rows: list[dict], num_cpus: int,
     config.write_text(f"name: memory\nclip: {json.dumps(SPEC)}\nannotators:\n  flow: {{backend: dis}}\n")
     out = work / f"out-{name}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(manifest),
+    cmd = [sys.executable, "-m", "openuni_builder.commands.build", "--source", "manifest", "--input", str(manifest),
            "--shards", str(out), "--config", str(config), "--no-progress", "--num-cpus", str(num_cpus)]
     if object_store_gb:
         cmd += ["--object-store-gb", str(object_store_gb)]

@@ -2,7 +2,7 @@
 README's first command shows every modality it can; offline, say in one line how to get the rest.
 
 Builds still load models only from the local cache (models.py): this runs on the driver before the
-build starts and fills the cache with `models_cli.pull`, the same path as `openuni-models pull`.
+build starts and fills the cache with `pull.pull`, the same path as `openuni-models pull`.
 `openuni-build --offline` skips it, and so do HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE; HF_ENDPOINT
 says which hub (a mirror) is asked.
 
@@ -19,7 +19,7 @@ import urllib.request
 
 from openuni_builder.config import BuildConfig
 from openuni_builder.models import load_registry
-from openuni_builder.models_cli import PullError, pull, status
+from openuni_builder.pull import PullError, pull, status
 
 log = logging.getLogger(__name__)
 

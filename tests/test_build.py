@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import webdataset as wds
 
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from openuni_builder.pixelplanes.storage import sample_raw
 from openuni_builder.video_io import decode_mp4
 from tests.conftest import TINY_SPEC, numbered_frames, tiny_config, write_audio_only, write_video
@@ -115,7 +115,7 @@ def test_a_different_build_identity_is_refused(tmp_path, ray_local):
 def test_killed_build_resumes_without_loss_or_duplicates(tmp_path):
     meta = manifest(tmp_path, n_good=12, bad=False)
     cfg = tiny_config(tmp_path, max_samples=1)
-    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(meta),
+    cmd = [sys.executable, "-m", "openuni_builder.commands.build", "--source", "manifest", "--input", str(meta),
            "--shards", str(tmp_path / "out"), "--config", str(cfg), "--no-progress", "--num-cpus", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from tests.conftest import tiny_config
 
 SECTIONS = ["Dataset description", "Dataset structure", "Dataset creation", "Source data", "Filters",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from annotators.flow import DisFlow
-from openuni_builder.cli import main as build_main
+from openuni_builder.commands.build import main as build_main
 from openuni_builder.clip import ClipSpec
 from openuni_builder.commands.eval import main
 from openuni_builder.eval import evaluate, read_samples, score_depth, score_flow, score_seg

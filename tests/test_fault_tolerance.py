@@ -70,7 +70,7 @@ def test_annotator_actor_killed_mid_run_is_restarted_and_no_clip_is_lost(tmp_pat
                    "shards: {max_samples: 1}\n"
                    "stages:\n  decode: {num_cpus: 0.5, concurrency: 1}\n  encode: {num_cpus: 0.5, concurrency: 1}\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input", str(tmp_path / "clips.jsonl"),
+    cmd = [sys.executable, "-m", "openuni_builder.commands.build", "--source", "manifest", "--input", str(tmp_path / "clips.jsonl"),
            "--shards", str(out), "--config", str(cfg), "--no-progress", "--num-cpus", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from tests.conftest import write_video
 from tests.test_build import read_samples
 

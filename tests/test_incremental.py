@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from openuni_builder import incremental, pixelplanes
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from openuni_builder.location import move as incremental_move
 from openuni_builder.shards import iter_tar_samples
 from openuni_builder.tiny_models import write_tiny_model
@@ -187,7 +187,7 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     both = config(tmp_path, "both", FLOW + "  depth: {resources: {num_cpus: 0.5, batch_size: 1}}\n")
     add = [*common, "--add", "depth", "--config", both]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "openuni_builder.cli", *add, "--num-cpus", "2"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "openuni_builder.commands.build", *add, "--num-cpus", "2"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
     staged = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from openuni_builder import modalities, pixelplanes
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from openuni_builder.config import ConfigError, load_config
 from openuni_builder.trainer.export import UNITYVIDEO_NAMES
 from openuni_builder.trainer.model import MODALITIES

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from openuni_builder.models import ModelEntry, ModelUnavailable, load_registry, model_dir
-from openuni_builder.models_cli import check_files, main
+from openuni_builder.commands.models import main
+from openuni_builder.pull import check_files
 from openuni_builder.random_models import write_random_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def cache(tmp_path, monkeypatch):
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh process (huggingface_hub reads HF_* variables at import)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-m", "openuni_builder.models_cli", *args], env=full_env,
+    return subprocess.run([sys.executable, "-m", "openuni_builder.commands.models", *args], env=full_env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -114,5 +115,5 @@ def test_pull_fails_clearly_when_hub_unreachable(cache):
 
 def test_console_script_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["openuni-models"] == "openuni_builder.models_cli:main"
+    assert scripts["openuni-models"] == "openuni_builder.commands.models:main"
     assert cli("--help").returncode == 0

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from openuni_builder.config import load_config
 from openuni_builder.models import load_registry
 from openuni_builder.runtime import PlanError, pack_gpus, plan, resolve_stages

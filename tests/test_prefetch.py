@@ -92,7 +92,7 @@ def build(hub: TinyHub, tmp: Path, out: str, *extra: str, **env: str) -> subproc
     config = tiny_config(tmp, f"  flow: {{backend: dis}}\n  depth: {{model: {DEPTH}}}\n")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENUNI_MODEL_CACHE": str(tmp / "cache"),
                 "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp / "hf-home"), **env}
-    return subprocess.run([sys.executable, "-m", "openuni_builder.cli", "--source", "synthetic", "--limit", "1",
+    return subprocess.run([sys.executable, "-m", "openuni_builder.commands.build", "--source", "synthetic", "--limit", "1",
                            "--shards", str(tmp / out), "--config", str(config), "--no-progress", "--num-cpus", "2",
                            *extra], env=full_env, capture_output=True, text=True, timeout=300)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openuni_builder.models import load_registry
-from openuni_builder.models_cli import sha256_of
+from openuni_builder.pull import sha256_of
 from openuni_builder.random_models import write_random_model
 from tests.hub_server import Repo, TinyHub
 
@@ -43,7 +43,7 @@ def run(code: str, hub: TinyHub, cache: Path) -> subprocess.CompletedProcess:
 
 
 def pull_cli(hub: TinyHub, cache: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(f"import sys; from openuni_builder.models_cli import main; sys.exit(main({['pull', *args]!r}))",
+    return run(f"import sys; from openuni_builder.commands.models import main; sys.exit(main({['pull', *args]!r}))",
                hub, cache)
 
 
@@ -65,7 +65,7 @@ def test_pull_downloads_the_pinned_revision_from_the_hub(hub, tiny_files, tmp_pa
     asked = {(method, path) for method, path, _ in hub.requests}
     assert ("GET", f"/api/models/{entry.hub_id}/tree/{entry.revision}") in asked  # the pinned commit's listing
     assert ("HEAD", f"/{entry.hub_id}/resolve/{entry.revision}/{WEIGHTS}") in asked
-    verify = run("import sys; from openuni_builder.models_cli import main; sys.exit(main(['verify', "
+    verify = run("import sys; from openuni_builder.commands.models import main; sys.exit(main(['verify', "
                  f"{MODEL!r}]))", hub, cache)
     assert verify.returncode == 0, verify.stdout
 
@@ -79,7 +79,7 @@ def test_checksum_mismatch_is_a_clear_error_and_leaves_nothing_in_the_cache(hub,
     result = run(f"""
 import dataclasses, sys
 from openuni_builder.models import load_registry
-from openuni_builder.models_cli import PullError, pull
+from openuni_builder.pull import PullError, pull
 entry = dataclasses.replace(load_registry()[{MODEL!r}], files={json.dumps(pinned)})
 try:
     pull(entry)
@@ -101,7 +101,7 @@ def test_a_transfer_cut_mid_file_resumes_with_a_range_request(hub, tiny_files, t
     cache = tmp_path / "cache"
     hub.cut[WEIGHTS] = 1
     result = run("import sys; import huggingface_hub.constants as c; c.DOWNLOAD_CHUNK_SIZE = 1 << 16\n"
-                 f"from openuni_builder.models_cli import main; sys.exit(main(['pull', {MODEL!r}]))", hub, cache)
+                 f"from openuni_builder.commands.models import main; sys.exit(main(['pull', {MODEL!r}]))", hub, cache)
     assert result.returncode == 0, result.stderr
     size = (tiny_files / WEIGHTS).stat().st_size
     first, second = hub.gets(WEIGHTS)

@@ -25,7 +25,7 @@ CLIPS = 12
 
 
 def command(tmp: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "openuni_builder.cli", "--source", "manifest", "--input",
+    return [sys.executable, "-m", "openuni_builder.commands.build", "--source", "manifest", "--input",
             str(manifest(tmp, n_good=CLIPS, bad=False)), "--shards", str(out),
             "--config", str(tiny_config(tmp, max_samples=1)), "--no-progress", "--num-cpus", "2"]
 

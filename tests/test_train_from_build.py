@@ -10,7 +10,7 @@ import math
 import yaml
 from tests.shard_fixtures import model_cache, tiny_cache  # noqa: F401  (pytest fixtures)
 
-from openuni_builder.cli import main as build_main
+from openuni_builder.commands.build import main as build_main
 from openuni_builder.commands import export, train
 from openuni_builder.video_io import decode_mp4
 from tests.conftest import tiny_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from openuni_builder.cli import main
+from openuni_builder.commands.build import main
 from tests.conftest import numbered_frames, tiny_config, write_video
 from tests.test_build import read_samples
 

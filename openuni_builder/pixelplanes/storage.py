@@ -18,9 +18,10 @@ from typing import BinaryIO, Mapping
 
 import numpy as np
 
+import openuni_builder.pixelplanes.raw_ffv1 as raw_ffv1
 from openuni_builder.modalities import get, modalities
-from openuni_builder.pixelplanes import raw_ffv1
 from openuni_builder.video_io import VideoEncoding
+
 
 STORAGES: dict[str, VideoEncoding] = {
     "h264_420": VideoEncoding("libx264", "yuv420p", crf=18),
