@@ -24,7 +24,7 @@ from openuni_builder import incremental, pixelplanes
 from openuni_builder.commands.build import main
 from openuni_builder.location import move as incremental_move
 from openuni_builder.shards import iter_tar_samples
-from openuni_builder.tiny_models import write_tiny_model
+from openuni_builder.random_models import write_random_model
 from tests.conftest import numbered_frames, tiny_config, write_video
 from tests.test_build import manifest, read_samples
 from tests.test_data_plane import assert_same_samples, members_by_key, s3_manifest
@@ -63,7 +63,7 @@ def without_depth_params(meta: dict) -> dict:
 @pytest.fixture
 def tiny_depth(ray_model_cache):
     """The tiny Depth Anything in the cache the embedded Ray's workers read, removed afterwards."""
-    write_tiny_model(DEPTH_MODEL, cache=ray_model_cache)
+    write_random_model(DEPTH_MODEL, cache=ray_model_cache)
     yield
     shutil.rmtree(ray_model_cache / DEPTH_MODEL)
 
