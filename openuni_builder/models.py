@@ -16,6 +16,7 @@ from pathlib import Path
 
 REGISTRY_PATH = Path(__file__).resolve().parents[1] / "manifests" / "models.toml"
 CACHE_ENV = "OPENUNI_MODEL_CACHE"
+DEFAULT_CACHE = Path.home() / ".cache" / "openuni" / "models"
 
 
 class ModelUnavailable(RuntimeError):
@@ -53,7 +54,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> dict[str, ModelEntry]:
 
 def cache_dir() -> Path:
     """Root of the local model cache: $OPENUNI_MODEL_CACHE, else ~/.cache/openuni/models."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "openuni" / "models"))
+    return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE))
 
 
 def model_dir(name: str) -> Path:

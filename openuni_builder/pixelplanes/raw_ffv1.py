@@ -29,7 +29,8 @@ TAG = "openuni_raw"
 DTYPES = ("uint8", "uint16", "int16", "float16")
 # FFV1 level 3 (multithreaded slices, per-slice CRCs); its default range coder measured the
 # smallest of the coder/context options on real flow (1.515 MB vs 1.527 MB with context=1).
-OPTIONS = {"level": "3"}
+# One thread, as for the Pixelplanes videos (video_io.VideoEncoding.options).
+OPTIONS = {"level": "3", "threads": "1"}
 
 
 def supports(arr: np.ndarray) -> bool:
@@ -40,7 +41,9 @@ def supports(arr: np.ndarray) -> bool:
 def write(arrays: dict[str, np.ndarray]) -> bytes:
     """One Matroska file with a lossless FFV1 stream per array (see the module doc for the layout)."""
     described, buf = [], io.BytesIO()
-    with av.open(buf, mode="w", format="matroska") as container:
+    # bitexact: Matroska otherwise writes a random segment UID, so the same arrays would give other
+    # bytes on every write (and a rerun write task other shard bytes).
+    with av.open(buf, mode="w", format="matroska", options={"fflags": "+bitexact"}) as container:
         planes_of = []
         for key, arr in arrays.items():
             if not supports(arr):
