@@ -208,7 +208,7 @@ def _open(path: str | Path):
     p = Path(path)
     if not p.exists():
         raise BadVideo(f"file not found: {p}")
-    if p.stat().st_size == 0:
+    if p.is_file() and p.stat().st_size == 0:  # a pipe or device has no size, and may still stream a video
         raise BadVideo(f"file is empty (0 bytes): {p}")
     try:
         return av.open(str(p))

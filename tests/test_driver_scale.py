@@ -108,6 +108,26 @@ def test_a_clip_that_hangs_is_timed_out(tmp_path, ray_local):
     assert failed["video_id"] == "v2" and "timed out after 3s" in failed["reason"]
 
 
+def test_a_decoder_that_hangs_is_timed_out(tmp_path, ray_local):
+    """A source "video" that is a FIFO nobody writes: FFmpeg's open blocks in C forever, as a stuck
+    network mount or a decoder caught in a loop would. The decode stage's watchdog ends the worker;
+    the clip is failed with the reason and the others are written."""
+    import os
+
+    manifest = crash_manifest(tmp_path, 2)
+    os.mkfifo(tmp_path / "stuck.mp4")
+    with manifest.open("a") as fh:
+        fh.write("\n" + json.dumps({"path": str(tmp_path / "stuck.mp4"), "id": "stuck"}))
+    config = tiny_config(tmp_path)
+    config.write_text(config.read_text().replace("decode: {num_cpus: 0.5, concurrency: 2}",
+                                                 "decode: {num_cpus: 0.5, concurrency: 2, timeout_s: 3}"))
+    stats = build(BuildOptions(source="manifest", input=manifest, out=tmp_path / "out", config=str(config),
+                               progress=False))
+    assert stats["run"]["written"] == 2 and stats["total"]["failed"] == 1
+    failed = json.loads((tmp_path / "out" / "ledger" / "failed.jsonl").read_text().splitlines()[0])
+    assert failed["video_id"] == "stuck" and failed["stage"] == "decode" and "timed out after 3s" in failed["reason"]
+
+
 def test_the_index_is_written_and_summarised_a_batch_at_a_time(tmp_path):
     from openuni_builder.publish.index_summary import IndexSummary
     from openuni_builder.shards import write_index
