@@ -69,7 +69,7 @@ from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resource
                                      iter_records, plan, stage_throughput)
 from openuni_builder.shards import (MANIFEST_SUFFIX, iter_tar_samples, node_id, open_shard, recover, rejection,
                                     write_shard, writer_node)
-from openuni_builder.stages import caption_fields, modality_members, sample_json
+from openuni_builder.stages import caption_fields, encode_with, modality_members, sample_json
 from openuni_builder.staging import pull, push
 from openuni_builder.video_io import decode_mp4
 from pipelines import resolve
@@ -399,16 +399,7 @@ def encode_added(row: Row, names: tuple[str, ...], video: tuple[str, ...], capti
     """Only the new members: each video modality's Pixelplanes mp4 + npz, the updated KEY.json
     (the modality's section, the old one's provenance kept under `previous` on a refresh) and
     KEY.txt when a caption annotator changed the caption."""
-    started = time.time()
-    clip = Clip.from_bytes(row["clip"])
-    if clip.ok:
-        try:
-            clip.members = added_members(clip, names, video, caption_use, storage_profile)
-            clip.frames, clip.outputs = None, {}
-        except Exception as exc:
-            clip.fail("encode", exc)
-    clip.timings["encode"], clip.nodes["encode"] = (started, time.time()), node_id()
-    return {"key": row["key"], "clip": clip.to_bytes()}
+    return encode_with(row, lambda clip: added_members(clip, names, video, caption_use, storage_profile))
 
 
 def added_members(clip: Clip, names: tuple[str, ...], video: tuple[str, ...], caption_use: str,

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -224,11 +224,17 @@ class AnnotatorStage:
 def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False,
                storage_profile: str | None = None) -> Row:
     """Encode RGB, Pixelplanes videos, raw sidecars, caption and JSON into shard members."""
+    return encode_with(row, lambda clip: build_members(clip, caption_use, video_modalities, dry_run, storage_profile))
+
+
+def encode_with(row: Row, members: Callable[[Clip], dict[str, bytes]]) -> Row:
+    """The encode stage around `members(clip)` (a build's or `--add`'s): a clip it fails on is
+    failed, not the stage, and the frames and raw outputs are dropped once encoded."""
     started = time.time()
     clip = Clip.from_bytes(row["clip"])
     if clip.ok:
         try:
-            clip.members = build_members(clip, caption_use, video_modalities, dry_run, storage_profile)
+            clip.members = members(clip)
             clip.frames, clip.outputs = None, {}
         except Exception as exc:
             clip.fail("encode", exc)
