@@ -49,7 +49,8 @@ class VideoEncoding:
     qp: int | None = None
     preset: str | None = "veryfast"
 
-    def options(self) -> dict[str, str]:
+    def options(self, width: int) -> dict[str, str]:
+        """The encoder's options for frames `width` pixels wide."""
         # One encoder thread: a build already runs one clip per CPU, x264's frame threads cost
         # CPU (a 49x256² RGB clip: 0.287 vs 0.381 CPU s, lossless flow 0.367 vs 0.411), and its
         # output depends on the thread count, which follows the cores each worker sees; with one
@@ -59,6 +60,14 @@ class VideoEncoding:
             opts["qp"] = str(self.qp)
         elif self.crf is not None:
             opts["crf"] = str(self.crf)
+            if self.codec.startswith("libx264") and -(-width // 16) % 2:
+                # The wheel's x264 (core 165) reads uninitialised memory in its macroblock-tree
+                # lookahead when a frame is an odd number of macroblocks wide (valgrind: 4-8
+                # errors per clip at 48, 80, 112, 144, 208 and 240 px wide, none at 32, 64, 96,
+                # 128 or 256), so the same frames gave other bytes now and then (1-6% of encodes
+                # in a worker that also decodes). Without the tree they encode the same every
+                # time; the clip costs 7-11% more bytes at the same PSNR (bikes.mp4, CRF 18).
+                opts["x264-params"] = "mbtree=0"
         return opts
 
 
@@ -87,10 +96,8 @@ def cut_clip(path: str | Path, spec: ClipSpec, start: float | None = None,
     """
     with _open(path) as container:
         stream = _video_stream(container, path)
-        # Slice threads only: frame-threaded decoding after a seek gave, now and then under load,
-        # other pixels for the same clip (the s3 build's RGB differed from the local build's), and
-        # it cost as much CPU or more (bikes.mp4: 0.39-0.83 vs 0.39-0.40 CPU s); the build already
-        # decodes one clip per CPU.
+        # Slice threads only: frame threads cost as much CPU or more (bikes.mp4: 0.39-0.83 vs
+        # 0.39-0.40 CPU s), and the build already decodes one clip per CPU.
         stream.thread_type = "SLICE"
         duration = _stream_duration(container, stream)
         src_fps = float(stream.average_rate or stream.guessed_rate or 0)
@@ -190,7 +197,7 @@ def encode_mp4(frames: np.ndarray, fps: float, encoding: VideoEncoding = RGB_ENC
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream(encoding.codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, encoding.pix_fmt
-        stream.options = encoding.options()
+        stream.options = encoding.options(w)
         src_fmt = "rgb24"
         for rgb in frames:
             frame = av.VideoFrame.from_ndarray(rgb, format=src_fmt)
