@@ -96,6 +96,8 @@ def test_build_submitted_to_a_loopback_head(tmp_path):
         head.send_signal(signal.SIGINT)  # the doc's Ctrl-C
         try:
             head.wait(timeout=90)
+        except subprocess.TimeoutExpired:  # a loaded CI machine once took longer: the group is killed below
+            pass
         finally:
             time.sleep(2)
             try:
