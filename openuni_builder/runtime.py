@@ -106,27 +106,22 @@ def _autoscale(stages: list[StagePlan], cluster_gpus: float) -> list[StagePlan]:
 
 
 def fit_cpus(stages: list[StagePlan], cluster_cpus: float) -> list[StagePlan]:
-    """Scale the actor pools' (logical) CPU shares down so the CPU stages keep two task lanes.
+    """Scale the actor pools' (logical) CPU shares down when they would starve the CPU stages.
 
     Actor pools hold their CPUs for the whole run; if they left no CPU for the decode/encode
-    tasks the graph would deadlock, and with one lane decode and encode take turns while an
-    actor's CPU idles whenever the tasks are the busier side. Ray's CPU counts are logical, so
-    shrinking the actors' shares costs nothing but contention, which a small machine has anyway:
-    on 2 CPUs the default build (DIS flow) went from 0.63 to 1.03 clips/s with the DIS actor's
-    share at 0 and both CPUs open to the tasks (7 -> 28 sample clips, docs/BENCHMARKS.md).
+    tasks the graph would deadlock. Ray's CPU counts are logical, so shrinking the actors' shares
+    costs nothing but contention, which is what a small machine has anyway.
     """
     task_cpus = max(s.resources.num_cpus for s in stages if s.kind == "tasks")
     pinned = sum(s.resources.num_cpus * s.resources.concurrency for s in stages if s.kind == "actors")
     if task_cpus >= cluster_cpus:
         raise PlanError(f"the CPU stages need {task_cpus:g} CPUs per task but the cluster has {cluster_cpus:g}; "
                         "lower `stages: {decode, encode}: num_cpus` in the pipeline config")
-    lanes = 2 if 2 * task_cpus <= cluster_cpus else 1
-    free = cluster_cpus - lanes * task_cpus
-    if pinned <= free:
+    if pinned + task_cpus <= cluster_cpus:
         return stages
-    scale = free / pinned
-    log.info("actor pools ask for %g CPUs, %g are left beside %d CPU-stage tasks: their CPU shares are scaled by "
-             "%.2f (the cores are shared)", pinned, free, lanes, scale)
+    scale = (cluster_cpus - task_cpus) / pinned
+    log.warning("actor pools ask for %g CPUs, %g are free after the CPU stages: scaling their CPU shares by %.2f",
+                pinned, cluster_cpus - task_cpus, scale)
     return [replace(s, resources=replace(s.resources, num_cpus=s.resources.num_cpus * scale))
             if s.kind == "actors" else s for s in stages]
 
