@@ -78,9 +78,11 @@ KILL_CONFIG = CONFIG.replace("num_cpus: 0.5, num_gpus: 1, concurrency: 2", "num_
 
 def alive_nodes(address: str, env: dict) -> int:
     probe = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address='{address}'); "
-                            "print(sum(n['Alive'] for n in ray.nodes()))"],
+                            "print('alive nodes:', sum(n['Alive'] for n in ray.nodes()))"],
                            env=env, capture_output=True, text=True, timeout=120)
-    return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else -1
+    # Marked: Ray may print lines of its own after ours ("raylet has lagging heartbeats ...").
+    counts = [line.split(":", 1)[1] for line in probe.stdout.splitlines() if line.startswith("alive nodes:")]
+    return int(counts[-1]) if probe.returncode == 0 and counts else -1
 
 
 def build(tmp_path: Path, address: str, env: dict, background: bool = False):
