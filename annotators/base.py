@@ -18,6 +18,9 @@ from openuni_builder.models import ModelUnavailable, missing  # noqa: F401  (re-
 from openuni_builder.typed import OptionError, parse_fields  # noqa: F401  (OptionError re-exported)
 
 
+POOLS = ("actors", "tasks")
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one actor of this annotator asks Ray for, and how many clips it takes per call.
@@ -28,6 +31,11 @@ class Resources:
     cluster holds (a set that fits one GPU runs 64 times on 64 GPUs, not once) and a CPU one
     stays at `concurrency`. The pipeline
     config can override any field per annotator.
+
+    `pool`: "actors" (default) holds the loaded models in long-lived actors; "tasks" is for an
+    annotator with no model to hold and no GPU (DIS flow): it runs as Ray tasks with the decode
+    stage's CPU ask and concurrency, so Ray Data fuses decode, it and encode into one task and
+    a clip's frames and raw outputs never leave the process (runtime.resolve_stages).
     """
 
     num_cpus: float = 1.0
@@ -36,6 +44,11 @@ class Resources:
     concurrency: int = 1
     max_concurrency: int | None = None
     timeout_s: float | None = None  # per clip; None: openuni_builder.crashes.DEFAULT_TIMEOUT_S
+    pool: str = "actors"
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ValueError(f"resources.pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
 
     def merged(self, overrides: dict[str, Any] | None) -> "Resources":
         return replace(self, **(overrides or {}))

@@ -74,10 +74,11 @@ class FlowAnnotator(Annotator):
     # RAFT: a GPU share (without one, Ray hides the GPUs from the actor and RAFT runs on CPU);
     # dropped by the runtime where no GPU is visible. The pipelines' shares add up to one GPU.
     default_resources: ClassVar[Resources] = Resources(num_cpus=1, num_gpus=0.1, batch_size=4, concurrency=1)
-    # DIS is CPU-only and gains nothing from batching: one clip per call, so each clip goes on to
-    # encoding as soon as its flow is done instead of waiting for three more (28 sample clips on
-    # 2 CPUs: the build 35.2 s -> 34.4 s). On a many-core CPU node raise `resources: {concurrency: N}`.
-    dis_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=1, concurrency=1)
+    # DIS holds no model and needs no GPU: it runs in the CPU task chain (decode -> flow -> encode
+    # fused into one Ray task, with decode's CPU ask and concurrency), so a clip's frames and its
+    # float32 flow (35 MB for 49x256²) are never pickled across processes. One clip per call:
+    # batching gains DIS nothing.
+    dis_resources: ClassVar[Resources] = Resources(num_cpus=1, batch_size=1, pool="tasks")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -228,6 +228,20 @@ class AnnotatorStage:
         clip.outputs[self.name] = output
 
 
+#: A worker process's task-pool annotators (`Resources.pool == "tasks"`), made on first use.
+_IN_TASK: dict[str, AnnotatorStage] = {}
+
+
+def annotate_in_task(batch: dict[str, np.ndarray], name: str, options: dict[str, Any], dry_run: bool = False,
+                     counter: str | None = None, timeout_s: float | None = None) -> dict[str, list]:
+    """A task-pool annotator's stage: the same `AnnotatorStage` as an actor pool's, made once in
+    each worker process and kept for the later tasks it runs (Ray reuses task workers)."""
+    key = json.dumps([name, options, dry_run, counter, timeout_s], sort_keys=True, default=str)
+    if key not in _IN_TASK:
+        _IN_TASK[key] = AnnotatorStage(name, options, dry_run=dry_run, counter=counter, timeout_s=timeout_s)
+    return _IN_TASK[key](batch)
+
+
 def encode_row(row: Row, caption_use: str, video_modalities: tuple[str, ...], dry_run: bool = False,
                storage_profile: str | None = None) -> Row:
     """Encode RGB, Pixelplanes videos, raw sidecars, caption and JSON into shard members."""

@@ -66,7 +66,7 @@ def test_annotator_actor_killed_mid_run_is_restarted_and_no_clip_is_lost(tmp_pat
     (tmp_path / "clips.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     cfg = tmp_path / "slow.yaml"
     cfg.write_text("name: killtest\nclip: {num_frames: 33, fps: 16.0, height: 160, width: 208}\n"
-                   "annotators:\n  flow: {backend: dis, dis_preset: medium, resources: {num_cpus: 0.5, batch_size: 1}}\n"
+                   "annotators:\n  flow: {backend: dis, dis_preset: medium, resources: {num_cpus: 0.5, batch_size: 1, pool: actors}}\n"
                    "shards: {max_samples: 1}\n"
                    "stages:\n  decode: {num_cpus: 0.5, concurrency: 1}\n  encode: {num_cpus: 0.5, concurrency: 1}\n")
     out = tmp_path / "out"

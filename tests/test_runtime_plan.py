@@ -4,12 +4,14 @@ many GPUs asked -> a clear refusal."""
 from __future__ import annotations
 
 import pytest
+import ray
 
-from openuni_builder.config import load_config
-from openuni_builder.runtime import PlanError, plan
+from openuni_builder.clip import ClipRequest
+from openuni_builder.config import ConfigError, load_config
+from openuni_builder.runtime import PlanError, plan, requests_dataset, stage_graph
 from tests.conftest import tiny_config
 
-ANNOTATORS = ("  flow: {backend: dis, resources: {num_cpus: 2, concurrency: 2}}\n"
+ANNOTATORS = ("  flow: {backend: dis, resources: {num_cpus: 2, concurrency: 2, pool: actors}}\n"
               "  depth: {resources: {num_gpus: 0.5, concurrency: 2}}\n")
 
 
@@ -71,8 +73,39 @@ def test_gpu_pools_autoscale_over_every_gpu_of_a_large_cluster():
 
 
 def test_max_concurrency_is_configurable_and_checked(tmp_path):
-    cfg = load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {concurrency: 1, max_concurrency: 3}}\n"))
+    pool = "pool: actors"
+    cfg = load_config(tiny_config(tmp_path, f"  flow: {{backend: dis, resources: {{concurrency: 1, max_concurrency: 3, {pool}}}}}\n"))
     assert {s.name: s for s in plan(cfg, 16, 0)}["flow"].resources.max_concurrency == 3
-    bad = load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {concurrency: 2, max_concurrency: 1}}\n"))
+    bad = load_config(tiny_config(tmp_path, f"  flow: {{backend: dis, resources: {{concurrency: 2, max_concurrency: 1, {pool}}}}}\n"))
     with pytest.raises(PlanError, match="max_concurrency 1 is below concurrency 2"):
         plan(bad, 16, 0)
+
+
+def test_dis_flow_runs_in_the_cpu_task_chain(tmp_path):
+    """DIS holds no model: it runs as tasks with decode's CPU ask and concurrency (so Ray Data can
+    fuse them); `pool: actors` or a GPU ask makes it an actor pool; an unknown pool is refused."""
+    def stages(block: str) -> dict:
+        return {s.name: s for s in plan(load_config(tiny_config(tmp_path, block)), 16, 1)}
+
+    default = stages("  flow: {backend: dis}\n")
+    flow, decode = default["flow"].resources, default["decode"].resources
+    assert default["flow"].kind == "tasks" and (flow.num_cpus, flow.concurrency) == (decode.num_cpus, decode.concurrency)
+    assert stages("  flow: {backend: dis, resources: {pool: actors}}\n")["flow"].kind == "actors"
+    assert stages("  flow: {backend: dis, resources: {num_gpus: 0.5}}\n")["flow"].kind == "actors"
+    with pytest.raises(ConfigError, match="resources.pool must be one of actors, tasks"):
+        load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {pool: threads}}\n"))
+
+
+def test_decode_dis_flow_and_encode_fuse_into_one_task(tmp_path, ray_local, capsys):
+    """Ray Data fuses task stages with equal asks: a clip's frames and float32 flow then stay in
+    the process that decoded them instead of being pickled to an actor and back."""
+    cfg = load_config(tiny_config(tmp_path))
+    requests, _ = requests_dataset([ClipRequest("t", "v", str(tmp_path / "v.mp4"))], cfg)
+    graph, counter = stage_graph(requests, cfg, str(tmp_path / "out"))
+    try:
+        graph.explain()
+    finally:
+        ray.kill(counter)
+    physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "[Map(decode_row)->MapBatches(annotate_in_task)->Map(encode_row)]" in physical
+    assert "MapBatches(write_shards)" in physical.replace("Map(encode_row)]", "")  # the writer stays its own stage
