@@ -23,7 +23,8 @@ POOLS = ("actors", "tasks")
 
 @dataclass(frozen=True)
 class Resources:
-    """What one actor of this annotator asks Ray for, and how many clips it takes per call.
+    """What each actor (or task, with `pool="tasks"`) of this annotator asks Ray for, and how many
+    clips it takes per call.
 
     `num_gpus` may be fractional (0.25 packs four actors on one GPU). The pool starts with
     `concurrency` actors and Ray Data autoscales it up to `max_concurrency` while work waits;

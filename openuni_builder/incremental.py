@@ -65,8 +65,8 @@ from openuni_builder.filters import clip_quality
 from openuni_builder.identity import IdentityError, begin_change, finish_change, read as read_identity
 from openuni_builder.ledger import Ledger
 from openuni_builder.location import StorageOptions, location, move, remove_tree, write_bytes_atomic
-from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, init_ray,
-                                     iter_records, plan, stage_throughput, task_memory)
+from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, cpu_task_args, init_ray,
+                                     iter_records, plan, stage_throughput, task_memory, writer_args)
 from openuni_builder.shards import (MANIFEST_SUFFIX, iter_tar_samples, node_id, open_shard, recover, rejection,
                                     write_shard, writer_node)
 from openuni_builder.stages import caption_fields, encode_with, modality_members, sample_json
@@ -236,17 +236,14 @@ def _annotate(shards: list[str], cfg: BuildConfig, spec: ClipSpec, task: dict[st
     ds = ds.flat_map(partial(read_stored, spec=spec, **task), num_cpus=decode.num_cpus,
                      compute=TaskPoolStrategy(size=decode.concurrency), **RETRIES)
     memory = task_memory(cfg)
-    ds = ds.map(decode_stored, num_cpus=decode.num_cpus, memory=memory,
-                compute=TaskPoolStrategy(size=decode.concurrency), **RETRIES)
+    ds = ds.map(decode_stored, **cpu_task_args(decode, memory))
     ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=opts.dry_run, counter=counter, memory=memory)
     names = tuple(a.name for a in cfg.annotators)
     ds = ds.map(partial(encode_added, names=names, video=tuple(n for n in names if modalities.get(n).video),
                         caption_use=cfg.caption.use, storage_profile=cfg.shards.profile),
-                num_cpus=encode.num_cpus, memory=memory, compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+                **cpu_task_args(encode, memory))
     ds = ds.map_batches(stage_members, batch_size=cfg.shards.max_samples, batch_format="numpy",
-                        fn_kwargs={**task, "mtime": mtime}, num_cpus=0,  # I/O: see runtime.stage_graph
-                        memory=min(cfg.shards.max_bytes, 4 * 2**30), compute=TaskPoolStrategy(size=encode.concurrency),
-                        **RETRIES)
+                        fn_kwargs={**task, "mtime": mtime}, **writer_args(cfg, encode))
     with tqdm(desc="samples", unit="sample", disable=not opts.progress) as bar:
         for text in iter_records(ds, counter_handle, run.graph):
             run.received += len(text)

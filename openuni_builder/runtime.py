@@ -297,8 +297,7 @@ def stage_graph(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: St
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
     memory = task_memory(cfg)
     ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
-                num_cpus=decode.num_cpus, memory=memory, compute=TaskPoolStrategy(size=decode.concurrency),
-                **RETRIES)
+                **cpu_task_args(decode, memory))
     dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
     if dedup is not None:  # one actor: the decision needs every hash kept so far
         ds = ds.map_batches(DedupStage, fn_constructor_kwargs={"name": dedup.name, "kept": kept_hashes or [],
@@ -309,27 +308,34 @@ def stage_graph(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: St
     def filters_after(i: int, ds: ray.data.Dataset) -> ray.data.Dataset:
         if i not in after:
             return ds
-        return ds.map(partial(filter_row, filters=after[i]), num_cpus=encode.num_cpus, memory=memory,
-                      compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+        return ds.map(partial(filter_row, filters=after[i]), **cpu_task_args(encode, memory))
 
-    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=dry_run, counter=counter, between=filters_after,
-                          memory=memory)
+    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=dry_run, counter=counter, memory=memory,
+                          between=filters_after)
     video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
     ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run,
-                        storage_profile=cfg.shards.profile),
-                num_cpus=encode.num_cpus, memory=memory, compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
-    # One write task per batch of up to max_samples clips. Its memory reservation (what one batch
-    # of finished samples may hold) also keeps Ray Data from fusing it into encode, which would
-    # encode a whole shard's clips one after another in one task. It asks for no CPU: it mostly
-    # waits on storage (6 ms of CPU per clip), and Ray Data reserves each stage's CPU ask for it
-    # while it waits for its batch, which held back one of 2 CPUs from the fused decode -> flow
-    # -> encode tasks (28 sample clips: 0.72 -> 1.1 clips/s).
+                        storage_profile=cfg.shards.profile), **cpu_task_args(encode, memory))
     ds = ds.map_batches(write_shards, batch_size=cfg.shards.max_samples, batch_format="numpy",
                         fn_kwargs={"out": out, "options": options, "max_samples": cfg.shards.max_samples,
-                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime},
-                        num_cpus=0, memory=min(cfg.shards.max_bytes, 4 * 2**30),
-                        compute=TaskPoolStrategy(size=encode.concurrency), **RETRIES)
+                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime}, **writer_args(cfg, encode))
     return ds, counter_handle
+
+
+def cpu_task_args(r: Resources, memory: int) -> dict:
+    """Ray Data's arguments for a CPU task stage (decode, a task-pool annotator, a filter,
+    encode). They ask alike on purpose: Ray Data fuses task stages with equal asks (`task_memory`)."""
+    return {"num_cpus": r.num_cpus, "memory": memory, "compute": TaskPoolStrategy(size=r.concurrency), **RETRIES}
+
+
+def writer_args(cfg: BuildConfig, encode: Resources) -> dict:
+    """Ray Data's arguments for the stage that writes (or stages) a batch of up to max_samples
+    finished samples. Its memory reservation (what one batch may hold) keeps Ray Data from fusing
+    it into encode, which would encode a whole shard's clips one after another in one task. It
+    asks for no CPU: it mostly waits on storage (6 ms of CPU per clip), and Ray Data reserves a
+    stage's CPU ask for it while it waits for its batch, which held back one of 2 CPUs from the
+    fused decode -> flow -> encode tasks (28 sample clips: 0.72 -> 1.1 clips/s)."""
+    return {"num_cpus": 0, "memory": min(cfg.shards.max_bytes, 4 * 2**30),
+            "compute": TaskPoolStrategy(size=encode.concurrency), **RETRIES}
 
 
 #: Bounded: a poison clip is failed by crashes.py first. Passed as ray_remote_args, which Ray 2.60
@@ -339,8 +345,8 @@ RETRIES = {"max_retries": RAY_RETRIES}
 
 def annotator_stages(ds: ray.data.Dataset, stages: list[StagePlan], annotators: Iterable[AnnotatorConfig], *,
                      dry_run: bool, counter: str | None,
-                     between: Callable[[int, ray.data.Dataset], ray.data.Dataset] | None = None,
-                     memory: int | None = None) -> ray.data.Dataset:
+                     memory: int,
+                     between: Callable[[int, ray.data.Dataset], ray.data.Dataset] | None = None) -> ray.data.Dataset:
     """One `AnnotatorStage` actor pool per annotator, in order (`stages`: their resolved plans),
     or for a task-pool annotator a task stage that reserves `memory` like the CPU stages it fuses
     with; `between(i, ds)` may add stages after the i-th pool (a build's annotated-phase filters).
@@ -350,19 +356,16 @@ def annotator_stages(ds: ray.data.Dataset, stages: list[StagePlan], annotators: 
         args = {"name": a.name, "options": a.option_values(), "dry_run": dry_run, "counter": counter,
                 "timeout_s": r.timeout_s}
         if stage.kind == "tasks":
-            ds = ds.map_batches(annotate_in_task, fn_kwargs=args, batch_size=r.batch_size, num_cpus=r.num_cpus,
-                                memory=memory, compute=TaskPoolStrategy(size=r.concurrency), batch_format="numpy",
-                                **RETRIES)
-            if between is not None:
-                ds = between(i, ds)
-            continue
-        ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs=args,
-                            batch_size=r.batch_size, num_cpus=r.num_cpus,
-                            compute=ActorPoolStrategy(min_size=r.concurrency, max_size=_most(stage)),
-                            num_gpus=r.num_gpus, batch_format="numpy",
-                            # A dead actor restarts and its batches rerun (exactly-once rests on it,
-                            # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
-                            max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
+            ds = ds.map_batches(annotate_in_task, fn_kwargs=args, batch_size=r.batch_size, batch_format="numpy",
+                                **cpu_task_args(r, memory))
+        else:
+            ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs=args,
+                                batch_size=r.batch_size, num_cpus=r.num_cpus,
+                                compute=ActorPoolStrategy(min_size=r.concurrency, max_size=_most(stage)),
+                                num_gpus=r.num_gpus, batch_format="numpy",
+                                # A dead actor restarts and its batches rerun (exactly-once rests on it,
+                                # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
+                                max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
         if between is not None:
             ds = between(i, ds)
     return ds
