@@ -65,7 +65,7 @@ from openuni_builder.filters import clip_quality
 from openuni_builder.identity import IdentityError, begin_change, finish_change, read as read_identity
 from openuni_builder.ledger import Ledger
 from openuni_builder.location import StorageOptions, location, move, remove_tree, write_bytes_atomic
-from openuni_builder.runtime import (RETRIES, annotator_stages, cluster_resources, cpu_task_args, init_ray,
+from openuni_builder.runtime import (RETRIES, CpuStep, annotator_stages, cluster_resources, compose, init_ray,
                                      iter_records, plan, stage_throughput, task_memory, writer_args)
 from openuni_builder.shards import (MANIFEST_SUFFIX, iter_tar_samples, node_id, open_shard, recover, rejection,
                                     write_shard, writer_node)
@@ -235,13 +235,12 @@ def _annotate(shards: list[str], cfg: BuildConfig, spec: ClipSpec, task: dict[st
     ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
     ds = ds.flat_map(partial(read_stored, spec=spec, **task), num_cpus=decode.num_cpus,
                      compute=TaskPoolStrategy(size=decode.concurrency), **RETRIES)
-    memory = task_memory(cfg)
-    ds = ds.map(decode_stored, **cpu_task_args(decode, memory))
-    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=opts.dry_run, counter=counter, memory=memory)
     names = tuple(a.name for a in cfg.annotators)
-    ds = ds.map(partial(encode_added, names=names, video=tuple(n for n in names if modalities.get(n).video),
-                        caption_use=cfg.caption.use, storage_profile=cfg.shards.profile),
-                **cpu_task_args(encode, memory))
+    graph = [CpuStep("read", decode_stored, decode),
+             *annotator_stages(stages[1:-1], cfg.annotators, dry_run=opts.dry_run, counter=counter),
+             CpuStep("encode", partial(encode_added, names=names, video=tuple(n for n in names if modalities.get(n).video),
+                                       caption_use=cfg.caption.use, storage_profile=cfg.shards.profile), encode)]
+    ds = compose(ds, graph, task_memory(cfg))
     ds = ds.map_batches(stage_members, batch_size=cfg.shards.max_samples, batch_format="numpy",
                         fn_kwargs={**task, "mtime": mtime}, **writer_args(cfg, encode))
     with tqdm(desc="samples", unit="sample", disable=not opts.progress) as bar:
@@ -374,11 +373,10 @@ def stored_clip(key: str, members: dict[str, bytes], spec: ClipSpec, shard: str)
                 members={"mp4": members["mp4"], "json": members["json"]}, shard=shard)
 
 
-def decode_stored(row: Row) -> Row:
+def decode_stored(clip: Clip) -> None:
     """The sample's stored RGB mp4 back into the frames every annotator takes (already at the
     clip spec: no resize, no resampling)."""
     started = time.time()
-    clip = Clip.from_bytes(row["clip"])
     try:
         frames = decode_mp4(clip.members.pop("mp4"))
         spec = clip.spec
@@ -389,15 +387,14 @@ def decode_stored(row: Row) -> Row:
     except Exception as exc:  # one unreadable sample fails alone
         clip.fail("read", exc)
     clip.timings["read"], clip.nodes["read"] = (started, time.time()), node_id()
-    return {"key": row["key"], "clip": clip.to_bytes()}
 
 
-def encode_added(row: Row, names: tuple[str, ...], video: tuple[str, ...], caption_use: str,
-                 storage_profile: str | None = None) -> Row:
+def encode_added(clip: Clip, names: tuple[str, ...], video: tuple[str, ...], caption_use: str,
+                 storage_profile: str | None = None) -> None:
     """Only the new members: each video modality's Pixelplanes mp4 + npz, the updated KEY.json
     (the modality's section, the old one's provenance kept under `previous` on a refresh) and
     KEY.txt when a caption annotator changed the caption."""
-    return encode_with(row, lambda clip: added_members(clip, names, video, caption_use, storage_profile))
+    encode_with(clip, lambda c: added_members(c, names, video, caption_use, storage_profile))
 
 
 def added_members(clip: Clip, names: tuple[str, ...], video: tuple[str, ...], caption_use: str,

@@ -4,13 +4,14 @@
              -> write (tasks, CPU: shards straight to OUT) -> driver (one small JSON record per clip)
 
 Filters (openuni_builder/filters/) ride along: probe and content filters inside decode, each
-annotated-phase filter as a small task stage right after the last annotator it needs.
+annotated-phase filter as a CPU step right after the last annotator it needs.
 
-CPU stages run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
+CPU steps run as Ray tasks sized by the config's `stages`; each annotator is a Ray Data actor
 pool (`map_batches` with a callable class) sized by its declared `Resources` plus config
 overrides, so GPU fractions pack several annotators on one GPU; an annotator with no model and no
-GPU (`Resources.pool = "tasks"`, DIS flow) is a task stage instead, which Ray Data fuses with
-decode and encode into one task (`task_memory`). The write tasks commit shards to
+GPU (`Resources.pool = "tasks"`, DIS flow) is a CPU step instead. Consecutive CPU steps with equal
+asks run as one task per clip (`compose`: decode -> flow -> encode for the CPU pipeline), so a
+clip's frames and raw outputs never leave the process that made them. The write tasks commit shards to
 the build's location (local, shared filesystem or object store) from wherever they run; the
 driver iterates only their per-clip records. No scheduler of our own: Ray Data does the backpressure:
 clips stream through (one request per block), decoding pauses once the graph holds half the object
@@ -45,7 +46,8 @@ from openuni_builder.location import StorageOptions
 from openuni_builder.models import load_registry, missing
 from openuni_builder import modalities
 from openuni_builder.shards import chunks, write_shards
-from openuni_builder.stages import AnnotatorStage, DedupStage, annotate_in_task, decode_row, encode_row, filter_row
+from openuni_builder.stages import (AnnotatorStage, DedupStage, Step, annotate_in_task, decode, encode,
+                                    filter_clip, run_steps)
 
 log = logging.getLogger(__name__)
 
@@ -290,40 +292,95 @@ def stage_graph(ds: ray.data.Dataset, cfg: BuildConfig, out: str, *, options: St
                 kept_hashes: list[tuple[str, str]] | None = None) -> tuple[ray.data.Dataset, ray.actor.ActorHandle]:
     """`run_stages`'s graph, not yet run, and the build's crash counter (`start_counter`)."""
     stages = plan(cfg, *cluster_resources())
-    decode, encode = stages[0].resources, stages[-1].resources
+    decode_r, encode_r = stages[0].resources, stages[-1].resources
     counter, counter_handle = start_counter()
     filters = cfg.filters
     early = tuple(f for f in filters if f.phase != "annotated")
     after, _ = schedule(filters, [a.name for a in cfg.annotators])
-    memory = task_memory(cfg)
-    ds = ds.map(partial(decode_row, filters=early, options=options, counter=counter, timeout_s=decode.timeout_s),
-                **cpu_task_args(decode, memory))
+    graph: list[GraphStage] = [
+        CpuStep("decode", partial(decode, filters=early, options=options, counter=counter,
+                                  timeout_s=decode_r.timeout_s), decode_r)]
     dedup = next((f for f in filters if isinstance(f, NearDuplicateFilter)), None)
     if dedup is not None:  # one actor: the decision needs every hash kept so far
-        ds = ds.map_batches(DedupStage, fn_constructor_kwargs={"name": dedup.name, "kept": kept_hashes or [],
-                                                               "max_distance": int(dedup.options["max_distance"])},
-                            batch_size=1, compute=ActorPoolStrategy(size=1), num_cpus=0, batch_format="numpy",
-                            max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
+        graph.append(partial(_dedup_actor, name=dedup.name, kept=kept_hashes or [],
+                             max_distance=int(dedup.options["max_distance"])))
 
-    def filters_after(i: int, ds: ray.data.Dataset) -> ray.data.Dataset:
-        if i not in after:
-            return ds
-        return ds.map(partial(filter_row, filters=after[i]), **cpu_task_args(encode, memory))
+    def filters_after(i: int) -> list[GraphStage]:
+        return [CpuStep("filters", partial(filter_clip, filters=after[i]), encode_r)] if i in after else []
 
-    ds = annotator_stages(ds, stages[1:-1], cfg.annotators, dry_run=dry_run, counter=counter, memory=memory,
-                          between=filters_after)
+    graph += annotator_stages(stages[1:-1], cfg.annotators, dry_run=dry_run, counter=counter, between=filters_after)
     video = tuple(a.name for a in cfg.annotators if modalities.get(a.name).video)
-    ds = ds.map(partial(encode_row, caption_use=cfg.caption.use, video_modalities=video, dry_run=dry_run,
-                        storage_profile=cfg.shards.profile), **cpu_task_args(encode, memory))
+    graph.append(CpuStep("encode", partial(encode, caption_use=cfg.caption.use, video_modalities=video,
+                                           dry_run=dry_run, storage_profile=cfg.shards.profile), encode_r))
+    ds = compose(ds, graph, task_memory(cfg))
     ds = ds.map_batches(write_shards, batch_size=cfg.shards.max_samples, batch_format="numpy",
                         fn_kwargs={"out": out, "options": options, "max_samples": cfg.shards.max_samples,
-                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime}, **writer_args(cfg, encode))
+                                   "max_bytes": cfg.shards.max_bytes, "mtime": mtime}, **writer_args(cfg, encode_r))
     return ds, counter_handle
 
 
+@dataclass(frozen=True)
+class CpuStep:
+    """A step of the graph that runs in a CPU task (decode, a task-pool annotator, filters,
+    encode), and what its task asks Ray for."""
+
+    name: str
+    fn: Step
+    resources: Resources
+
+    @property
+    def ask(self) -> tuple[float, int]:
+        """What its task asks Ray for (`cpu_task_args`): CPUs per task and concurrent tasks."""
+        return self.resources.num_cpus, self.resources.concurrency
+
+
+#: A graph stage: a CPU step, or a stage that adds itself to the dataset (an actor pool).
+GraphStage = CpuStep | Callable[[ray.data.Dataset], ray.data.Dataset]
+
+
+def compose(ds: ray.data.Dataset, graph: Iterable[GraphStage], memory: int) -> ray.data.Dataset:
+    """`graph` added to `ds`, each run of consecutive CPU steps with equal asks as one task stage
+    (`stages.run_steps`) that reserves `memory` per task. Only the clip the run ends with (after
+    encode: its shard members) is pickled; a run of one map per step, even one Ray Data fuses,
+    pickled each step's Clip and built an Arrow block between the steps."""
+    run: list[CpuStep] = []
+
+    def flush(ds: ray.data.Dataset) -> ray.data.Dataset:
+        if run:
+            ds = ds.map(_steps_fn(tuple(run)), **cpu_task_args(run[0].resources, memory))
+            run.clear()
+        return ds
+
+    for stage in graph:
+        if not isinstance(stage, CpuStep):
+            ds = stage(flush(ds))
+            continue
+        if run and run[-1].ask != stage.ask:
+            ds = flush(ds)
+        run.append(stage)
+    return flush(ds)
+
+
+def _steps_fn(run: tuple[CpuStep, ...]) -> Callable[[dict], dict]:
+    """`run_steps` over `run`, named after its steps: Ray Data names the stage, its progress bar
+    and its workers `Map(decode->flow->encode)`."""
+    steps = tuple(s.fn for s in run)
+
+    def fn(row: dict) -> dict:
+        return run_steps(row, steps)
+
+    fn.__name__ = fn.__qualname__ = "->".join(s.name for s in run)
+    return fn
+
+
+def _dedup_actor(ds: ray.data.Dataset, name: str, kept: list[tuple[str, str]], max_distance: int) -> ray.data.Dataset:
+    return ds.map_batches(DedupStage, fn_constructor_kwargs={"name": name, "kept": kept, "max_distance": max_distance},
+                          batch_size=1, compute=ActorPoolStrategy(size=1), num_cpus=0, batch_format="numpy",
+                          max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
+
+
 def cpu_task_args(r: Resources, memory: int) -> dict:
-    """Ray Data's arguments for a CPU task stage (decode, a task-pool annotator, a filter,
-    encode). They ask alike on purpose: Ray Data fuses task stages with equal asks (`task_memory`)."""
+    """Ray Data's arguments for a CPU task stage (a run of CPU steps, `compose`)."""
     return {"num_cpus": r.num_cpus, "memory": memory, "compute": TaskPoolStrategy(size=r.concurrency), **RETRIES}
 
 
@@ -343,32 +400,33 @@ def writer_args(cfg: BuildConfig, encode: Resources) -> dict:
 RETRIES = {"max_retries": RAY_RETRIES}
 
 
-def annotator_stages(ds: ray.data.Dataset, stages: list[StagePlan], annotators: Iterable[AnnotatorConfig], *,
-                     dry_run: bool, counter: str | None,
-                     memory: int,
-                     between: Callable[[int, ray.data.Dataset], ray.data.Dataset] | None = None) -> ray.data.Dataset:
-    """One `AnnotatorStage` actor pool per annotator, in order (`stages`: their resolved plans),
-    or for a task-pool annotator a task stage that reserves `memory` like the CPU stages it fuses
-    with; `between(i, ds)` may add stages after the i-th pool (a build's annotated-phase filters).
-    Shared by a build and by `--add`/`--refresh` (incremental.py)."""
+def annotator_stages(stages: list[StagePlan], annotators: Iterable[AnnotatorConfig], *, dry_run: bool,
+                     counter: str | None,
+                     between: Callable[[int], list[GraphStage]] | None = None) -> list[GraphStage]:
+    """Per annotator, in order (`stages`: their resolved plans), an `AnnotatorStage` actor pool, or
+    for a task-pool annotator a CPU step; `between(i)` gives stages to run after the i-th (a
+    build's annotated-phase filters). Shared by a build and by `--add`/`--refresh` (incremental.py)."""
+    graph: list[GraphStage] = []
     for i, (stage, a) in enumerate(zip(stages, annotators)):
         r = stage.resources
         args = {"name": a.name, "options": a.option_values(), "dry_run": dry_run, "counter": counter,
                 "timeout_s": r.timeout_s}
         if stage.kind == "tasks":
-            ds = ds.map_batches(annotate_in_task, fn_kwargs=args, batch_size=r.batch_size, batch_format="numpy",
-                                **cpu_task_args(r, memory))
+            graph.append(CpuStep(a.name, partial(annotate_in_task, **args), r))
         else:
-            ds = ds.map_batches(AnnotatorStage, fn_constructor_kwargs=args,
-                                batch_size=r.batch_size, num_cpus=r.num_cpus,
-                                compute=ActorPoolStrategy(min_size=r.concurrency, max_size=_most(stage)),
-                                num_gpus=r.num_gpus, batch_format="numpy",
-                                # A dead actor restarts and its batches rerun (exactly-once rests on it,
-                                # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
-                                max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
-        if between is not None:
-            ds = between(i, ds)
-    return ds
+            graph.append(partial(_actor_pool, stage=stage, args=args))
+        graph += between(i) if between is not None else []
+    return graph
+
+
+def _actor_pool(ds: ray.data.Dataset, stage: StagePlan, args: dict) -> ray.data.Dataset:
+    r = stage.resources
+    return ds.map_batches(AnnotatorStage, fn_constructor_kwargs=args, batch_size=r.batch_size, num_cpus=r.num_cpus,
+                          compute=ActorPoolStrategy(min_size=r.concurrency, max_size=_most(stage)),
+                          num_gpus=r.num_gpus, batch_format="numpy",
+                          # A dead actor restarts and its batches rerun (exactly-once rests on it,
+                          # tests/test_fault_tolerance.py), a bounded number of times (crashes.py).
+                          max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
 
 
 def iter_records(ds: ray.data.Dataset, counter_handle, report: dict | None = None) -> Iterator[str]:
@@ -407,16 +465,15 @@ def requests_dataset(requests: Iterable[ClipRequest], cfg: BuildConfig,
 
 
 def task_memory(cfg: BuildConfig) -> int:
-    """Bytes one CPU-stage task (decode, a task-pool annotator, a filter, encode) reserves: the
-    clip's frames twice over (frames + pickled copy) plus a working set. Besides keeping the tasks
-    from overcommitting a node's memory, the one reservation they share decides what Ray Data fuses
-    (it fuses map stages with equal resource asks): decode, task-pool annotators and encode fuse
-    into one task, so a clip's frames and raw outputs stay in one process (DIS flow on 2 CPUs, 7 ->
-    28 sample clips: 0.84 -> 1.09 clips/s marginal; 44 MB less pickled and copied per clip), while
-    decode is never fused into an actor pool, so it stays its own CPU stage that feeds the GPUs.
+    """Bytes one CPU task (a run of CPU steps) reserves, so the tasks do not overcommit a node's
+    memory: the worker process itself (384 MiB), the clip's frames twice over (frames + a pickled
+    copy) and a raw output as large as float32 flow (two channels: 8 bytes per pixel). For 49x256²
+    clips 427 MiB; Ray Data measured up to 345 MiB per decode -> DIS flow -> encode worker and
+    warned on every build that the old estimate (274 MiB, no raw output) was too small.
     """
     spec = cfg.spec
-    return 2 * spec.num_frames * spec.height * spec.width * 3 + 256 * 2**20
+    pixels = spec.num_frames * spec.height * spec.width
+    return 2 * 3 * pixels + 8 * pixels + 384 * 2**20
 
 
 def stage_throughput(timings: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:

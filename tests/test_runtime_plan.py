@@ -96,10 +96,36 @@ def test_dis_flow_runs_in_the_cpu_task_chain(tmp_path):
         load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {pool: threads}}\n"))
 
 
-def test_decode_dis_flow_and_encode_fuse_into_one_task(tmp_path, ray_local, capsys):
-    """Ray Data fuses task stages with equal asks: a clip's frames and float32 flow then stay in
-    the process that decoded them instead of being pickled to an actor and back."""
-    cfg = load_config(tiny_config(tmp_path))
+def physical_plan(tmp_path, capsys, annotators: str = "  flow: {backend: dis}\n") -> str:
+    """The optimized physical plan Ray Data prints for a build's graph."""
+    cfg = load_config(tiny_config(tmp_path, annotators))
+    requests, _ = requests_dataset([ClipRequest("t", "v", str(tmp_path / "v.mp4"))], cfg)
+    graph, counter = stage_graph(requests, cfg, str(tmp_path / "out"))
+    try:
+        graph.explain()
+    finally:
+        ray.kill(counter)
+    return capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+
+
+def test_decode_dis_flow_and_encode_run_as_one_task(tmp_path, ray_local, capsys):
+    """The CPU steps between two actor pools run as one task per clip: a clip's frames and float32
+    flow stay in the process that decoded them, as Python objects, instead of being pickled to an
+    actor (or between fused stages) and back."""
+    physical = physical_plan(tmp_path, capsys)
+    assert "TaskPoolMapOperator[Map(decode->flow->encode)]" in physical
+    assert "TaskPoolMapOperator[MapBatches(write_shards)]" in physical  # the writer stays its own stage
+
+
+def test_an_actor_pool_or_another_ask_ends_a_run_of_cpu_steps(tmp_path, ray_local, capsys):
+    """decode -> DIS flow (tasks) runs as one task, the depth pool holds its actors, encode is its
+    own task stage; decode and encode that ask for different CPUs never share a task."""
+    physical = physical_plan(tmp_path, capsys, "  flow: {backend: dis}\n  depth: {}\n")
+    assert "[Map(decode->flow)]" in physical and "[MapBatches(AnnotatorStage)]" in physical
+    assert "TaskPoolMapOperator[Map(encode)]" in physical
+    path = tiny_config(tmp_path, "  flow: {backend: dis}\n")
+    path.write_text(path.read_text().replace("encode: {num_cpus: 0.5", "encode: {num_cpus: 0.25"))
+    cfg = load_config(path)
     requests, _ = requests_dataset([ClipRequest("t", "v", str(tmp_path / "v.mp4"))], cfg)
     graph, counter = stage_graph(requests, cfg, str(tmp_path / "out"))
     try:
@@ -107,5 +133,4 @@ def test_decode_dis_flow_and_encode_fuse_into_one_task(tmp_path, ray_local, caps
     finally:
         ray.kill(counter)
     physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
-    assert "[Map(decode_row)->MapBatches(annotate_in_task)->Map(encode_row)]" in physical
-    assert "TaskPoolMapOperator[MapBatches(write_shards)]" in physical  # the writer stays its own stage
+    assert "[Map(decode->flow)]" in physical and "[Map(encode)]" in physical
