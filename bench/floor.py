@@ -2,7 +2,8 @@
 
 - Work: each piece of a clip's processing timed alone in this process, CPU seconds: decode +
   resize (`video_io.cut_clip`), the annotator (DIS flow), the encode stage's members (RGB mp4,
-  Pixelplanes video, raw sidecar, KEY.json, KEY.txt: `stages.build_members`) and the tar write.
+  Pixelplanes video, raw sidecar, KEY.json, KEY.txt: `stages.build_members`) and the tar write;
+  half the clips before a round's builds and half after, so a drift of the VM's speed cancels.
 - Build: `openuni-build --source manifest` with the default pipeline's stages (RGB + DIS flow) as
   its own process on --num-cpus CPUs, on two list sizes (N and `--scale` x N clips). The marginal
   cost per clip between them cancels the fixed start-up (interpreter, imports, Ray, pools), so
@@ -117,10 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         (n1, m1), (n2, m2) = sorted(manifests.items())
         rounds = []  # per round, side by side: both builds, the start-up and the work of the extra clips
         for k in range(args.repeat):
+            # Half the extra clips' work before the builds and half after: the VM's speed drifts
+            # by 20-40% over minutes, and work measured on both sides of the builds cancels a drift.
+            work_s = stage_work(extra[::2], spec)
             r1 = run_build(m1, work / f"build_{n1}_{k}", config, args.num_cpus)
             r2 = run_build(m2, work / f"build_{n2}_{k}", config, args.num_cpus)
+            work_s += stage_work(extra[1::2], spec)
             s = startup_cost(work / f"startup_{k}", args.num_cpus)
-            work_s = stage_work(extra, spec)
             rounds.append((r1, r2, s, work_s, paired_work(extra, spec)))
         # The median round by ratio: on a shared VM one build or work pass can run 20-40% slow,
         # and a ratio of numbers from one round cancels what slowed the whole round.

@@ -215,9 +215,11 @@ class AnnotatorStage:
 
     def _annotate(self, clips: list[Clip]) -> None:
         """The batch at once; clip by clip when it raised (so one bad clip fails alone) or when
-        some of its clips were in a worker that died (so the one that kills it is found)."""
+        some of its clips were in a worker that died (so the one that kills it is found). A batch
+        of one clip goes the clip-by-clip way at once: it is the same work, and it saves asking the
+        crash counter whether to (a blocking round trip per clip in a CPU task)."""
         keys = [c.key for c in clips]
-        if not self.guard.suspects(keys):
+        if len(clips) > 1 and not self.guard.suspects(keys):
             results = None
             with self.guard.running(keys):
                 try:

@@ -89,8 +89,10 @@ def crash_manifest(tmp_path, n: int = 4):
     return tmp_path / "clips.jsonl"
 
 
-def test_a_clip_that_kills_its_worker_is_failed_after_bounded_retries(tmp_path, ray_local):
-    config = tiny_config(tmp_path, "  flow: {backend: dis}\n  crashing: {crash_on: [v1], resources: {batch_size: 2}}\n")
+@pytest.mark.parametrize("batch_size", [2, 1])  # a batch of one goes clip by clip at once
+def test_a_clip_that_kills_its_worker_is_failed_after_bounded_retries(tmp_path, ray_local, batch_size):
+    config = tiny_config(tmp_path, "  flow: {backend: dis}\n"
+                         f"  crashing: {{crash_on: [v1], resources: {{batch_size: {batch_size}}}}}\n")
     stats = build(BuildOptions(source="manifest", input=crash_manifest(tmp_path), out=tmp_path / "out",
                                config=str(config), progress=False))
     assert stats["run"]["written"] == 3 and stats["total"]["failed"] == 1
