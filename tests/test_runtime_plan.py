@@ -96,9 +96,9 @@ def test_dis_flow_runs_in_the_cpu_task_chain(tmp_path):
         load_config(tiny_config(tmp_path, "  flow: {backend: dis, resources: {pool: threads}}\n"))
 
 
-def physical_plan(tmp_path, capsys, annotators: str = "  flow: {backend: dis}\n") -> str:
-    """The optimized physical plan Ray Data prints for a build's graph."""
-    cfg = load_config(tiny_config(tmp_path, annotators))
+def physical_plan(tmp_path, capsys, config) -> str:
+    """The optimized physical plan Ray Data prints for the graph of a build with pipeline `config`."""
+    cfg = load_config(config)
     requests, _ = requests_dataset([ClipRequest("t", "v", str(tmp_path / "v.mp4"))], cfg)
     graph, counter = stage_graph(requests, cfg, str(tmp_path / "out"))
     try:
@@ -112,7 +112,7 @@ def test_decode_dis_flow_and_encode_run_as_one_task(tmp_path, ray_local, capsys)
     """The CPU steps between two actor pools run as one task per clip: a clip's frames and float32
     flow stay in the process that decoded them, as Python objects, instead of being pickled to an
     actor (or between fused stages) and back."""
-    physical = physical_plan(tmp_path, capsys)
+    physical = physical_plan(tmp_path, capsys, tiny_config(tmp_path))
     assert "TaskPoolMapOperator[Map(decode->flow->encode)]" in physical
     assert "TaskPoolMapOperator[MapBatches(write_shards)]" in physical  # the writer stays its own stage
 
@@ -120,17 +120,10 @@ def test_decode_dis_flow_and_encode_run_as_one_task(tmp_path, ray_local, capsys)
 def test_an_actor_pool_or_another_ask_ends_a_run_of_cpu_steps(tmp_path, ray_local, capsys):
     """decode -> DIS flow (tasks) runs as one task, the depth pool holds its actors, encode is its
     own task stage; decode and encode that ask for different CPUs never share a task."""
-    physical = physical_plan(tmp_path, capsys, "  flow: {backend: dis}\n  depth: {}\n")
+    physical = physical_plan(tmp_path, capsys, tiny_config(tmp_path, "  flow: {backend: dis}\n  depth: {}\n"))
     assert "[Map(decode->flow)]" in physical and "[MapBatches(AnnotatorStage)]" in physical
     assert "TaskPoolMapOperator[Map(encode)]" in physical
     path = tiny_config(tmp_path, "  flow: {backend: dis}\n")
     path.write_text(path.read_text().replace("encode: {num_cpus: 0.5", "encode: {num_cpus: 0.25"))
-    cfg = load_config(path)
-    requests, _ = requests_dataset([ClipRequest("t", "v", str(tmp_path / "v.mp4"))], cfg)
-    graph, counter = stage_graph(requests, cfg, str(tmp_path / "out"))
-    try:
-        graph.explain()
-    finally:
-        ray.kill(counter)
-    physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    physical = physical_plan(tmp_path, capsys, path)
     assert "[Map(decode->flow)]" in physical and "[Map(encode)]" in physical
